@@ -1,0 +1,266 @@
+//! The validated model of `extra_config.redis` and `extra_config["plugin/redplug"]`.
+//!
+//! Every value here has already been checked and has its default applied: code that builds
+//! connections never sees a raw option.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The parts of a gateway config file that redplug reads.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// `extra_config.redis`.
+    pub redis: RedisConfig,
+    /// `extra_config["plugin/redplug"]`: each plugin's own config, by plugin name.
+    pub plugins: BTreeMap<String, serde_json::Value>,
+}
+
+/// `extra_config.redis`.
+#[derive(Clone, Debug, Default)]
+pub struct RedisConfig {
+    /// `connection_pools[]`, in file order.
+    pub connection_pools: Vec<PoolConfig>,
+    /// `clusters[]`, in file order.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// One entry of `connection_pools[]`.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// `name`: unique across pools and clusters.
+    pub name: String,
+    /// `address`.
+    pub address: Address,
+    /// `db` (default 0).
+    pub db: i64,
+    /// Everything a pool shares with a cluster.
+    pub options: ConnectionOptions,
+}
+
+/// One entry of `clusters[]`.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// `name`: unique across pools and clusters.
+    pub name: String,
+    /// `addresses`: the seed nodes; at least one.
+    pub addresses: Vec<Address>,
+    /// `max_redirects` (default 3); `None` when -1 disables following redirects.
+    pub max_redirects: Option<u32>,
+    /// Everything a cluster shares with a pool.
+    pub options: ConnectionOptions,
+}
+
+/// Options shared by pools and clusters, with KrakenD's defaults applied.
+#[derive(Clone, Debug)]
+pub struct ConnectionOptions {
+    /// `user_name`, for ACL `AUTH user password`.
+    pub user_name: Option<Secret>,
+    /// `password`.
+    pub password: Option<Secret>,
+    /// `client_name`, sent with `CLIENT SETNAME` on every new connection.
+    pub client_name: Option<String>,
+    /// `pool_size`; 0 in the file means the default, 10.
+    pub pool_size: usize,
+    /// `pool_timeout` (default 4s): how long a checkout waits when every connection is busy.
+    pub pool_timeout: Duration,
+    /// `dial_timeout` (default 5s): connect, TLS handshake and connection setup.
+    pub dial_timeout: Duration,
+    /// `conn_max_idle_time` (default 30m); `None` when `<= 0` disables it.
+    pub conn_max_idle_time: Option<Duration>,
+    /// `conn_max_life_time`; `None` (the default) means connections never expire by age.
+    pub conn_max_life_time: Option<Duration>,
+    /// `max_active_conns`; `None` for 0, the default: no limit beyond `pool_size`.
+    pub max_active_conns: Option<usize>,
+    /// `min_idle_conns` (default 0).
+    pub min_idle_conns: usize,
+    /// `max_idle_conns`; `None` for 0, the default: idle connections are not trimmed.
+    pub max_idle_conns: Option<usize>,
+    /// `max_retries`, `min_retry_backoff`, `max_retry_backoff`.
+    pub retry: RetryConfig,
+    /// `tls`; `None` for plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// `opentelemetry`.
+    pub opentelemetry: TelemetryConfig,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            user_name: None,
+            password: None,
+            client_name: None,
+            pool_size: 10,
+            pool_timeout: Duration::from_secs(4),
+            dial_timeout: Duration::from_secs(5),
+            conn_max_idle_time: Some(Duration::from_secs(30 * 60)),
+            conn_max_life_time: None,
+            max_active_conns: None,
+            min_idle_conns: 0,
+            max_idle_conns: None,
+            retry: RetryConfig::default(),
+            tls: None,
+            opentelemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl ConnectionOptions {
+    /// The most connections the pool may hold open at once: `pool_size`, lowered by
+    /// `max_active_conns` when that is set and smaller.
+    pub fn max_connections(&self) -> usize {
+        match self.max_active_conns {
+            Some(max) => max.min(self.pool_size),
+            None => self.pool_size,
+        }
+    }
+}
+
+/// go-redis' retry policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Retries after the first attempt: `max_retries` 3 (the default) allows 4 attempts; -1 in
+    /// the file gives 0.
+    pub max_retries: u32,
+    /// `min_retry_backoff` (default 8ms).
+    pub min_backoff: Duration,
+    /// `max_retry_backoff` (default 512ms).
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            min_backoff: Duration::from_millis(8),
+            max_backoff: Duration::from_millis(512),
+        }
+    }
+}
+
+/// KrakenD's client TLS object. Files named in it are read when the config loads.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// `allow_insecure_connections`: skip certificate and host name verification.
+    pub allow_insecure_connections: bool,
+    /// `ca_certs`: extra trusted CA certificates, read from PEM files.
+    pub ca_certs: Vec<PemFile>,
+    /// `disable_system_ca_pool`: trust only `ca_certs`, not the system's roots.
+    pub disable_system_ca_pool: bool,
+    /// `client_certs`: certificates presented to servers that ask for one.
+    pub client_certs: Vec<ClientCert>,
+    /// `min_version` (default TLS 1.2).
+    pub min_version: TlsVersion,
+    /// `max_version` (default TLS 1.3).
+    pub max_version: TlsVersion,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            allow_insecure_connections: false,
+            ca_certs: Vec::new(),
+            disable_system_ca_pool: false,
+            client_certs: Vec::new(),
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+        }
+    }
+}
+
+/// A PEM file named in the config, read at load time.
+#[derive(Clone)]
+pub struct PemFile {
+    /// The path as written in the config.
+    pub path: PathBuf,
+    /// The file's bytes.
+    pub contents: Vec<u8>,
+}
+
+impl fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PemFile")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .finish()
+    }
+}
+
+/// One entry of `tls.client_certs[]`.
+#[derive(Clone, Debug)]
+pub struct ClientCert {
+    /// `certificate`: the certificate chain, PEM.
+    pub certificate: PemFile,
+    /// `private_key`: the key, PEM. Its bytes never reach `Debug`.
+    pub private_key: PemFile,
+}
+
+/// `TLS12` or `TLS13` (KrakenD also spells them `TLS1.2`, `TLS1.3` in places).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+/// `opentelemetry`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// `disable_metrics`.
+    pub disable_metrics: bool,
+    /// `disable_traces`.
+    pub disable_traces: bool,
+    /// `traces_static_attributes`: `[{"key": "...", "value": "..."}]`, added to every span.
+    pub traces_static_attributes: Vec<(String, String)>,
+}
+
+/// A `host:port` address. IPv6 hosts are written `[::1]:6379`; `host` holds them without the
+/// brackets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Address {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A credential from the config. `Debug` and `Display` print `***`, so it cannot leak into
+/// logs or error messages by accident; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The credential itself, for the one place that sends it to Redis.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

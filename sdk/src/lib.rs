@@ -1,0 +1,99 @@
+//! # redplug
+//!
+//! Managed Redis connections for API-gateway plugins. A plugin declares, on its own struct,
+//! which named connection each field needs; the gateway's runtime builds every pool and cluster
+//! from a KrakenD-style config once, resolves each plugin's names once at startup, and hands the
+//! plugin its connections already in its fields. Request-time code never looks anything up.
+//!
+//! ```
+//! use redplug::prelude::*;
+//! use redplug::redis::AsyncCommands;
+//!
+//! #[derive(Plugin)]
+//! #[plugin(name = "counter")]
+//! pub struct Counter {
+//!     // The pool named `redis_at_eight` in `extra_config.redis.connection_pools[]`.
+//!     #[redis_pool("redis_at_eight")]
+//!     redis: RedisPool,
+//! }
+//!
+//! impl Middleware for Counter {
+//!     async fn on_response(&self, response: &mut Response) -> Result<(), PluginError> {
+//!         let Some(id) = response.headers().get("x-id").and_then(|v| v.to_str().ok()) else {
+//!             return Ok(());
+//!         };
+//!         let _: i64 = self.redis.clone().incr(format!("test:from-resp-modifier:{id}"), 1).await?;
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
+//! ## Field attributes
+//!
+//! | attribute | field type | gets |
+//! |---|---|---|
+//! | `#[redis_pool("name")]` | [`RedisPool`] or `Option<RedisPool>` | the pool of that name |
+//! | `#[redis_cluster("name")]` | [`RedisCluster`] or `Option<RedisCluster>` | the cluster of that name |
+//! | `#[redis_selectors]` | [`RedisSelectors`] | lookups by name, for names chosen at run time |
+//! | `#[plugin(config)]` | any `serde::Deserialize` type | `extra_config["plugin/redplug"]["<plugin name>"]` |
+//! | none | any `Default` type | `Default::default()` |
+//!
+//! A required name that the config does not define stops the gateway at startup with a list of
+//! every unresolved name and a suggestion; an `Option` field gets `None` and a warning instead.
+//! The plugin's name is `#[plugin(name = "...")]`, or the type's name in snake_case.
+//!
+//! ## Plugins in other crates
+//!
+//! Plugins register themselves through `inventory` when their crate is linked. A crate the
+//! binary never mentions is not linked, and its plugins would silently be missing; name such
+//! crates once in the binary with [`link!`]: `redplug::link!(my_plugins, more_plugins);`.
+
+#![warn(missing_docs)]
+
+mod error;
+mod handle;
+mod middleware;
+mod registry;
+mod selectors;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use redis;
+
+pub use error::{BuildError, PluginError};
+pub use handle::{ClusterConnection, PoolStatus, PooledConnection, RedisCluster, RedisPool};
+#[doc(hidden)]
+pub use handle::{ClusterBackend, PoolBackend};
+#[doc(hidden)]
+pub use middleware::DynMiddleware;
+pub use middleware::{Flow, Middleware, Request, Response};
+#[doc(hidden)]
+pub use registry::{BuildContext, BuiltPlugin, Resolved};
+pub use registry::{Need, NeedKind, Plugin, Registration, SourceLocation};
+pub use selectors::RedisSelectors;
+
+/// Derives [`Plugin`](trait@Plugin) for a struct whose fields name the Redis connections it needs.
+/// See the [crate documentation](crate) for the attributes.
+pub use redplug_macros::Plugin;
+
+/// Makes sure plugin crates that the binary never mentions are linked, so their plugins
+/// register. Write it once in the binary: `redplug::link!(my_plugins, more_plugins);`.
+#[macro_export]
+macro_rules! link {
+    ($($krate:ident),+ $(,)?) => {
+        $(
+            #[allow(unused_imports)]
+            use $krate as _;
+        )+
+    };
+}
+
+/// Everything a plugin file needs: `use redplug::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Flow, Middleware, Plugin, PluginError, RedisCluster, RedisPool, RedisSelectors, Request,
+        Response,
+    };
+}

@@ -1,0 +1,95 @@
+//! What a plugin does: the [`Middleware`] hooks and the types they see.
+
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+
+use crate::PluginError;
+
+/// An HTTP request as a plugin sees it, with its body buffered.
+pub type Request = http::Request<bytes::Bytes>;
+
+/// An HTTP response as a plugin sees it, with its body buffered.
+pub type Response = http::Response<bytes::Bytes>;
+
+/// What happens after a plugin's [`Middleware::on_request`] hook.
+#[derive(Debug)]
+pub enum Flow {
+    /// Hand the request on to the next plugin and then the backend.
+    Continue,
+    /// Answer now with this response; later plugins and the backend are skipped
+    /// (rate limiting, caching, authentication failures).
+    Respond(Response),
+}
+
+/// A plugin's behaviour around one request. Both hooks default to doing nothing, so a plugin
+/// implements only the side it needs:
+///
+/// ```
+/// use redplug::prelude::*;
+/// use redplug::redis::AsyncCommands;
+///
+/// #[derive(Plugin)]
+/// struct Counter {
+///     #[redis_pool("redis_at_eight")]
+///     redis: RedisPool,
+/// }
+///
+/// impl Middleware for Counter {
+///     async fn on_response(&self, response: &mut Response) -> Result<(), PluginError> {
+///         let id = response.headers().get("x-id").and_then(|v| v.to_str().ok()).unwrap_or("none");
+///         let _: i64 = self.redis.clone().incr(format!("hits:{id}"), 1).await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` derives `Plugin` but does not implement `redplug::Middleware`",
+    label = "this plugin has no behaviour",
+    note = "add `impl redplug::Middleware for {Self} {{}}` and override `on_request` or `on_response`; both default to doing nothing"
+)]
+pub trait Middleware: Send + Sync + 'static {
+    /// Runs before the request goes to the backend. Return [`Flow::Respond`] to answer early.
+    fn on_request(
+        &self,
+        request: &mut Request,
+    ) -> impl Future<Output = Result<Flow, PluginError>> + Send {
+        let _ = request;
+        async { Ok(Flow::Continue) }
+    }
+
+    /// Runs after the backend answered (or a plugin answered early), before the client sees it.
+    fn on_response(
+        &self,
+        response: &mut Response,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send {
+        let _ = response;
+        async { Ok(()) }
+    }
+}
+
+/// [`Middleware`] behind a pointer, so the runtime can keep plugins of different types in one
+/// list. Implemented for every `Middleware`; not for plugin code.
+#[doc(hidden)]
+pub trait DynMiddleware: Send + Sync + 'static {
+    fn on_request<'a>(&'a self, request: &'a mut Request)
+    -> BoxFuture<'a, Result<Flow, PluginError>>;
+    fn on_response<'a>(&'a self, response: &'a mut Response)
+    -> BoxFuture<'a, Result<(), PluginError>>;
+}
+
+impl<T: Middleware> DynMiddleware for T {
+    fn on_request<'a>(
+        &'a self,
+        request: &'a mut Request,
+    ) -> BoxFuture<'a, Result<Flow, PluginError>> {
+        Box::pin(Middleware::on_request(self, request))
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        response: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(Middleware::on_response(self, response))
+    }
+}

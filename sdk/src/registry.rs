@@ -1,0 +1,273 @@
+//! The [`Plugin`] trait that `#[derive(Plugin)]` implements, and the registration record the
+//! derive submits to `inventory` so the runtime can find every plugin linked into the binary.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::middleware::DynMiddleware;
+use crate::{BuildError, Middleware, RedisCluster, RedisPool, RedisSelectors};
+
+/// A plugin the runtime can build: its name, the connections it needs and how to construct it
+/// once they are resolved.
+///
+/// Always implemented by `#[derive(Plugin)]`; writing this impl by hand is not supported.
+pub trait Plugin: Middleware + Sized {
+    /// The name the gateway config and the pipeline use for this plugin.
+    const NAME: &'static str;
+    /// Every named connection the plugin's fields ask for, in field order.
+    const NEEDS: &'static [Need];
+
+    /// Builds the plugin from connections the runtime has already resolved.
+    #[doc(hidden)]
+    fn build(context: &mut BuildContext<'_>) -> Result<Self, BuildError>;
+}
+
+/// One named connection a plugin field asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// The Rust field (`redis`, or `0` for a tuple struct's first field).
+    pub field: &'static str,
+    /// Whether the field wants a pool or a cluster.
+    pub kind: NeedKind,
+    /// The configured name the field asks for.
+    pub name: &'static str,
+    /// `true` for `Option<_>` fields: a missing name gives `None` instead of a startup error.
+    pub optional: bool,
+}
+
+/// The kind of connection a [`Need`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NeedKind {
+    /// An entry of `extra_config.redis.connection_pools[]`, from `#[redis_pool("name")]`.
+    Pool,
+    /// An entry of `extra_config.redis.clusters[]`, from `#[redis_cluster("name")]`.
+    Cluster,
+}
+
+impl NeedKind {
+    /// `pool` or `cluster`, as error messages say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeedKind::Pool => "pool",
+            NeedKind::Cluster => "cluster",
+        }
+    }
+
+    /// The attribute that declares this kind, as a user writes it.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            NeedKind::Pool => "redis_pool",
+            NeedKind::Cluster => "redis_cluster",
+        }
+    }
+}
+
+impl fmt::Display for NeedKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a plugin type was declared, for error messages that must tell two plugins apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceLocation {
+    /// The source file, as `file!()` gives it.
+    pub file: &'static str,
+    /// The line of the `#[derive(Plugin)]`.
+    pub line: u32,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// What `#[derive(Plugin)]` submits to `inventory` for each plugin type.
+pub struct Registration {
+    /// The plugin's name ([`Plugin::NAME`]).
+    pub name: &'static str,
+    /// The Rust type's path (`my_crate::plugins::Counter`).
+    pub type_name: &'static str,
+    /// Where the type was declared.
+    pub location: SourceLocation,
+    /// The connections the plugin asks for ([`Plugin::NEEDS`]).
+    pub needs: &'static [Need],
+    build: fn(&mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError>,
+    type_id: fn() -> TypeId,
+}
+
+impl Registration {
+    /// The record for plugin type `T`. Used by generated code.
+    #[doc(hidden)]
+    pub const fn of<T: Plugin>(type_name: &'static str, location: SourceLocation) -> Self {
+        Self {
+            name: T::NAME,
+            type_name,
+            location,
+            needs: T::NEEDS,
+            build: build_erased::<T>,
+            type_id: TypeId::of::<T>,
+        }
+    }
+
+    /// Builds the plugin. Not for plugin code.
+    #[doc(hidden)]
+    pub fn build(&self, context: &mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError> {
+        (self.build)(context)
+    }
+
+    /// The plugin type's `TypeId`.
+    pub fn type_id(&self) -> TypeId {
+        (self.type_id)()
+    }
+
+    /// Every plugin type linked into this binary, in no particular order.
+    pub fn all() -> impl Iterator<Item = &'static Registration> {
+        inventory::iter::<Registration>.into_iter()
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("type_name", &self.type_name)
+            .field("location", &self.location)
+            .field("needs", &self.needs)
+            .finish()
+    }
+}
+
+inventory::collect!(Registration);
+
+fn build_erased<T: Plugin>(context: &mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError> {
+    let plugin = Arc::new(T::build(context)?);
+    Ok(BuiltPlugin {
+        any: plugin.clone(),
+        middleware: plugin,
+    })
+}
+
+/// A built plugin, kept by the runtime both as its concrete type (for `Runtime::get::<T>()`)
+/// and as middleware (for the pipeline). Not for plugin code.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct BuiltPlugin {
+    pub any: Arc<dyn Any + Send + Sync>,
+    pub middleware: Arc<dyn DynMiddleware>,
+}
+
+/// A need after the runtime looked it up: the handle, or `None` when the name is not
+/// configured (only possible for optional needs).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub enum Resolved {
+    Pool(Option<RedisPool>),
+    Cluster(Option<RedisCluster>),
+}
+
+/// Everything a plugin's constructor may take, prepared by the runtime. Generated code calls
+/// its methods with the index of the need in [`Plugin::NEEDS`]. Not for plugin code.
+#[doc(hidden)]
+pub struct BuildContext<'a> {
+    plugin: &'static str,
+    needs: &'static [Need],
+    resolved: Vec<Resolved>,
+    selectors: &'a RedisSelectors,
+    config: Option<&'a serde_json::Value>,
+}
+
+impl<'a> BuildContext<'a> {
+    /// `resolved` must hold one entry per need, in the order of `needs`.
+    pub fn new(
+        plugin: &'static str,
+        needs: &'static [Need],
+        resolved: Vec<Resolved>,
+        selectors: &'a RedisSelectors,
+        config: Option<&'a serde_json::Value>,
+    ) -> Self {
+        Self {
+            plugin,
+            needs,
+            resolved,
+            selectors,
+            config,
+        }
+    }
+
+    fn unresolved(&self, index: usize) -> BuildError {
+        let (field, kind, name) = match self.needs.get(index) {
+            Some(need) => (need.field, need.kind.as_str(), need.name),
+            None => ("?", "connection", "?"),
+        };
+        BuildError::Unresolved {
+            plugin: self.plugin.to_owned(),
+            field,
+            kind,
+            name,
+        }
+    }
+
+    /// The pool resolved for need `index`.
+    pub fn pool(&mut self, index: usize) -> Option<RedisPool> {
+        match self.resolved.get_mut(index) {
+            Some(Resolved::Pool(pool)) => pool.take(),
+            _ => None,
+        }
+    }
+
+    /// The cluster resolved for need `index`.
+    pub fn cluster(&mut self, index: usize) -> Option<RedisCluster> {
+        match self.resolved.get_mut(index) {
+            Some(Resolved::Cluster(cluster)) => cluster.take(),
+            _ => None,
+        }
+    }
+
+    /// Converts a resolved pool into the field's type (`RedisPool` or `Option<RedisPool>`).
+    pub fn pool_field<F: crate::__private::PoolField>(&mut self, index: usize) -> Result<F, BuildError> {
+        let pool = self.pool(index);
+        F::from_resolved(pool).ok_or_else(|| self.unresolved(index))
+    }
+
+    /// Converts a resolved cluster into the field's type.
+    pub fn cluster_field<F: crate::__private::ClusterField>(
+        &mut self,
+        index: usize,
+    ) -> Result<F, BuildError> {
+        let cluster = self.cluster(index);
+        F::from_resolved(cluster).ok_or_else(|| self.unresolved(index))
+    }
+
+    /// The selectors over every configured connection.
+    pub fn selectors(&self) -> RedisSelectors {
+        self.selectors.clone()
+    }
+
+    /// Deserializes the plugin's own config; `fallback` is used when the config is absent
+    /// (`Some(Default::default())` when the type has a `Default`).
+    pub fn config<T: DeserializeOwned>(
+        &self,
+        type_name: &'static str,
+        fallback: Option<T>,
+    ) -> Result<T, BuildError> {
+        match self.config {
+            Some(value) => serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+                let path = error.path().to_string();
+                BuildError::Config {
+                    plugin: self.plugin.to_owned(),
+                    path: if path == "." { String::new() } else { format!(".{path}") },
+                    message: error.into_inner().to_string(),
+                }
+            }),
+            None => fallback.ok_or_else(|| BuildError::MissingConfig {
+                plugin: self.plugin.to_owned(),
+                type_name,
+            }),
+        }
+    }
+}
