@@ -3,5 +3,19 @@
 //! The host side of redplug: reads the gateway's config, builds every Redis pool and cluster
 //! once, builds every registered plugin with its connections injected, and runs plugins.
 
+pub mod cluster;
 pub mod config;
+pub mod connect;
 pub mod duration;
+mod error;
+pub mod maintenance;
+pub mod pipeline;
+pub mod pool;
+pub mod registry;
+pub mod retry;
+mod runtime;
+pub mod telemetry;
+pub mod tls;
+
+pub use error::{StartupError, UnresolvedNeed};
+pub use runtime::{PluginRef, Runtime, RuntimeBuilder};

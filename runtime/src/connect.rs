@@ -1,0 +1,192 @@
+//! Dialing one Redis connection: TCP, optional TLS, then redis-rs' handshake (`AUTH`,
+//! `SELECT`) and our own `CLIENT SETNAME`, all within `dial_timeout`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{Address, ConnectionOptions};
+use crate::retry::io_error;
+use crate::tls;
+
+/// Everything needed to open one more connection to one server.
+#[derive(Clone)]
+pub struct Connector {
+    /// The pool or cluster this connector belongs to, for error messages.
+    owner: Arc<str>,
+    address: Address,
+    info: RedisConnectionInfo,
+    client_name: Option<String>,
+    dial_timeout: Duration,
+    tls: Option<TlsConnector>,
+}
+
+impl Connector {
+    /// A connector for `address` with the credentials, name and TLS of `options`.
+    pub fn new(
+        owner: Arc<str>,
+        address: Address,
+        db: i64,
+        options: &ConnectionOptions,
+        tls: Option<TlsConnector>,
+    ) -> Self {
+        let mut info = RedisConnectionInfo::default().set_db(db);
+        if let Some(user) = &options.user_name {
+            info = info.set_username(user.expose());
+        }
+        if let Some(password) = &options.password {
+            info = info.set_password(password.expose());
+        }
+        Self {
+            owner,
+            address,
+            info,
+            client_name: options.client_name.clone(),
+            dial_timeout: options.dial_timeout,
+            tls,
+        }
+    }
+
+    /// The server this connector dials.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Opens and sets up one connection, failing after `dial_timeout`.
+    pub async fn connect(&self) -> RedisResult<Connection> {
+        match tokio::time::timeout(self.dial_timeout, self.connect_unbounded()).await {
+            Ok(result) => result.map_err(|error| self.describe(error)),
+            Err(_) => Err(io_error(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{}: connecting to {} took longer than dial_timeout ({:?}); check that the \
+                     server is up and reachable, or raise `dial_timeout`",
+                    self.owner, self.address, self.dial_timeout
+                ),
+            )),
+        }
+    }
+
+    async fn connect_unbounded(&self) -> RedisResult<Connection> {
+        let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
+        tcp.set_nodelay(true)?;
+        // Timeouts are enforced per use (the shared lane) or not at all (blocking commands on
+        // an exclusive connection), never by redis-rs' 500ms default.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let (mut conn, driver) = match &self.tls {
+            Some(connector) => {
+                let name = tls::server_name(&self.address.host)
+                    .map_err(|message| io_error(io::ErrorKind::InvalidInput, message))?;
+                let stream = connector.connect(name, tcp).await?;
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&self.info, stream, config).await?;
+                (conn, Box::pin(driver) as BoxFuture<'static, ()>)
+            }
+            None => {
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&self.info, tcp, config).await?;
+                (conn, Box::pin(driver) as BoxFuture<'static, ()>)
+            }
+        };
+        let driver = tokio::spawn(driver).abort_handle();
+        let driver = DriverGuard(driver);
+        if let Some(name) = &self.client_name {
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(name)
+                .exec_async(&mut conn)
+                .await?;
+        }
+        Ok(Connection {
+            conn,
+            _driver: Arc::new(driver),
+        })
+    }
+
+    fn describe(&self, error: RedisError) -> RedisError {
+        let kind = match error.kind() {
+            redis::ErrorKind::Io => io_kind(&error),
+            _ => io::ErrorKind::Other,
+        };
+        let hint = if is_auth_failure(&error) {
+            "; check `user_name` and `password`"
+        } else if error.is_connection_refusal() {
+            "; is the server running and is the address right?"
+        } else {
+            ""
+        };
+        if kind == io::ErrorKind::Other && !error.is_io_error() {
+            // Not a network failure: keep the server's own error (and its kind) so callers can
+            // tell an ACL refusal from a dead server.
+            return RedisError::from((
+                error.kind(),
+                "connection setup failed",
+                format!(
+                    "{}: {} refused the connection: {error}{hint}",
+                    self.owner, self.address
+                ),
+            ));
+        }
+        io_error(
+            kind,
+            format!(
+                "{}: cannot connect to {}: {error}{hint}",
+                self.owner, self.address
+            ),
+        )
+    }
+}
+
+fn io_kind(error: &RedisError) -> io::ErrorKind {
+    if error.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else if error.is_connection_refusal() {
+        io::ErrorKind::ConnectionRefused
+    } else if error.is_connection_dropped() {
+        io::ErrorKind::ConnectionReset
+    } else {
+        io::ErrorKind::Other
+    }
+}
+
+/// True when the server rejected our credentials.
+pub fn is_auth_failure(error: &RedisError) -> bool {
+    if error.kind() == redis::ErrorKind::AuthenticationFailed {
+        return true;
+    }
+    matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || error.to_string().contains("WRONGPASS")
+}
+
+/// One open connection and the task that drives its socket. Dropping the last clone stops the
+/// task and closes the socket.
+#[derive(Clone)]
+pub struct Connection {
+    /// The multiplexed connection; clones share the socket.
+    pub conn: MultiplexedConnection,
+    _driver: Arc<DriverGuard>,
+}
+
+impl Connection {
+    /// True once the socket's driver task ended: the server closed the connection or it broke.
+    pub fn is_closed(&self) -> bool {
+        self._driver.0.is_finished()
+    }
+}
+
+struct DriverGuard(AbortHandle);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

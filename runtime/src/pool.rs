@@ -1,0 +1,495 @@
+//! Connection pools for `connection_pools[]` entries, behind the [`RedisPool`] handle.
+//!
+//! Every connection is owned by one deadpool pool bounded by `pool_size` (lowered by
+//! `max_active_conns`). Plain commands do not check a connection out per command: deadpool
+//! pings on every checkout, which would halve throughput. Instead the pool keeps one of its
+//! connections checked out as the *shared lane*, a multiplexed connection that pipelines the
+//! commands of every concurrent task on one socket. Exclusive checkouts ([`RedisPool::get`])
+//! take the other connections, each verified with `UNWATCH` + `PING` first.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, TimeoutType, Timeouts};
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redplug::{PoolBackend, PoolStatus, PooledConnection, RedisPool};
+
+use crate::config::PoolConfig;
+use crate::connect::{Connection, Connector};
+use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
+use crate::telemetry::Telemetry;
+
+/// How long a command on the shared lane may wait for its reply: go-redis' default read
+/// timeout. Blocking commands belong on an exclusive connection, which has no such limit.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens, verifies and retires the pool's connections for deadpool.
+pub struct Manager {
+    connector: Connector,
+    max_idle_time: Option<Duration>,
+    max_life_time: Option<Duration>,
+    verify_timeout: Duration,
+}
+
+impl Manager {
+    fn expired(&self, metrics: &Metrics) -> Option<&'static str> {
+        if self.max_life_time.is_some_and(|max| metrics.age() >= max) {
+            return Some("reached conn_max_life_time");
+        }
+        if self
+            .max_idle_time
+            .is_some_and(|max| metrics.last_used() >= max)
+        {
+            return Some("idle longer than conn_max_idle_time");
+        }
+        None
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = RedisError;
+
+    fn create(&self) -> impl Future<Output = RedisResult<Connection>> + Send {
+        self.connector.connect()
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut Connection,
+        metrics: &Metrics,
+    ) -> managed::RecycleResult<RedisError> {
+        if let Some(reason) = self.expired(metrics) {
+            return Err(RecycleError::message(reason));
+        }
+        let mut conn = connection.conn.clone();
+        conn.set_response_timeout(self.verify_timeout);
+        // UNWATCH drops any WATCH a previous user left behind; PING proves the socket works.
+        redis::pipe()
+            .cmd("UNWATCH")
+            .ignore()
+            .cmd("PING")
+            .ignore()
+            .exec_async(&mut conn)
+            .await
+            .map_err(RecycleError::Backend)
+    }
+}
+
+type Pool = managed::Pool<Manager>;
+
+/// One pool: its deadpool, its shared lane and its retry policy. Implements the backend of
+/// [`RedisPool`].
+pub struct PoolEngine {
+    name: Arc<str>,
+    db: i64,
+    pool: Pool,
+    lane: Lane,
+    retry: RetryPolicy,
+    pool_timeout: Duration,
+    telemetry: Telemetry,
+    closed: AtomicBool,
+}
+
+/// The connection every plain command shares, replaced when it breaks or expires.
+#[derive(Default)]
+struct Lane {
+    current: ArcSwapOption<LaneConn>,
+    /// One task reconnects at a time; the others wait for its result instead of dialing too.
+    reconnect: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+/// The lane's connection: a checked-out pool object and a multiplexed clone of it.
+struct LaneConn {
+    generation: u64,
+    conn: redis::aio::MultiplexedConnection,
+    object: std::sync::Mutex<Option<Object<Manager>>>,
+    broken: AtomicBool,
+    created: Instant,
+    /// Commands sent, for the maintenance task to notice an idle lane.
+    uses: AtomicU64,
+}
+
+impl Drop for LaneConn {
+    fn drop(&mut self) {
+        let object = self.object.get_mut().ok().and_then(Option::take);
+        if let Some(object) = object
+            && *self.broken.get_mut()
+        {
+            // A broken connection must not go back to the pool for someone else to find.
+            drop(Object::take(object));
+        }
+    }
+}
+
+impl PoolEngine {
+    /// Builds the pool for `config`; connections open lazily, except the `min_idle_conns`
+    /// that maintenance opens.
+    pub fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
+        let options = &config.options;
+        let manager = Manager {
+            connector,
+            max_idle_time: options.conn_max_idle_time,
+            max_life_time: options.conn_max_life_time,
+            verify_timeout: options.dial_timeout.min(RESPONSE_TIMEOUT),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections())
+            .wait_timeout(Some(options.pool_timeout))
+            // The connector enforces dial_timeout itself, with a message naming the address.
+            .create_timeout(None)
+            .recycle_timeout(Some(options.dial_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|error| error.to_string())?;
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        Ok(Arc::new(Self {
+            telemetry: Telemetry::new(name.clone(), &options.opentelemetry),
+            name,
+            db: config.db,
+            pool,
+            lane: Lane::default(),
+            retry: options.retry.into(),
+            pool_timeout: options.pool_timeout,
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    /// The handle plugins receive.
+    pub fn handle(self: &Arc<Self>) -> RedisPool {
+        RedisPool::from_backend(self.clone())
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The deadpool behind this pool, for maintenance.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The pool's telemetry settings.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Closes every connection; later commands fail with an error saying so.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.lane.current.store(None);
+        self.pool.close();
+    }
+
+    /// Whether [`PoolEngine::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the lane's connection if it is older than `max_life` or unused since the last
+    /// call while `max_idle` passed, so the next command opens a fresh one.
+    pub(crate) fn retire_lane(
+        &self,
+        max_life: Option<Duration>,
+        idle_uses: &mut (u64, Instant),
+        max_idle: Option<Duration>,
+    ) {
+        let Some(lane) = self.lane.current.load_full() else {
+            return;
+        };
+        let uses = lane.uses.load(Ordering::Relaxed);
+        if uses != idle_uses.0 {
+            *idle_uses = (uses, Instant::now());
+        }
+        let too_old = max_life.is_some_and(|max| lane.created.elapsed() >= max);
+        let too_idle = max_idle.is_some_and(|max| idle_uses.1.elapsed() >= max);
+        if too_old || too_idle {
+            tracing::debug!(pool = %self.name, too_old, too_idle, "retiring the shared connection");
+            lane.broken.store(true, Ordering::Relaxed);
+            self.lane
+                .current
+                .compare_and_swap(&Some(lane.clone()), None::<Arc<LaneConn>>);
+        }
+    }
+
+    fn shut_down_error(&self) -> RedisError {
+        io_error(
+            io::ErrorKind::NotConnected,
+            format!("pool `{}` is shut down: the runtime stopped", self.name),
+        )
+    }
+
+    /// The lane's current connection, dialing or checking one out when there is none.
+    async fn lane(&self) -> RedisResult<Arc<LaneConn>> {
+        if let Some(current) = self.lane.current.load_full() {
+            return Ok(current);
+        }
+        let _turn = self.lane.reconnect.lock().await;
+        if let Some(current) = self.lane.current.load_full() {
+            return Ok(current);
+        }
+        if self.is_closed() {
+            return Err(self.shut_down_error());
+        }
+        let object = self.checkout().await?;
+        let mut conn = object.conn.clone();
+        conn.set_response_timeout(RESPONSE_TIMEOUT);
+        let lane = Arc::new(LaneConn {
+            generation: self.lane.generation.fetch_add(1, Ordering::Relaxed),
+            conn,
+            object: std::sync::Mutex::new(Some(object)),
+            broken: AtomicBool::new(false),
+            created: Instant::now(),
+            uses: AtomicU64::new(0),
+        });
+        self.lane.current.store(Some(lane.clone()));
+        Ok(lane)
+    }
+
+    /// Drops the lane's connection if it is still `failed`, so the next attempt gets another.
+    fn invalidate(&self, failed: &Arc<LaneConn>) {
+        failed.broken.store(true, Ordering::Relaxed);
+        let current = self.lane.current.load();
+        if current
+            .as_ref()
+            .is_some_and(|lane| lane.generation == failed.generation)
+        {
+            self.lane
+                .current
+                .compare_and_swap(&*current, None::<Arc<LaneConn>>);
+        }
+    }
+
+    async fn checkout(&self) -> RedisResult<Object<Manager>> {
+        let timeouts = Timeouts {
+            wait: Some(self.pool_timeout),
+            create: None,
+            recycle: None,
+        };
+        self.pool
+            .timeout_get(&timeouts)
+            .await
+            .map_err(|error| self.checkout_error(error))
+    }
+
+    fn checkout_error(&self, error: PoolError<RedisError>) -> RedisError {
+        match error {
+            PoolError::Backend(error)
+            | PoolError::PostCreateHook(managed::HookError::Backend(error)) => error,
+            PoolError::Timeout(TimeoutType::Wait) => {
+                let status = self.pool.status();
+                io_error(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "pool `{}`: no connection became free within pool_timeout ({:?}): all {} \
+                         connections are in use (one carries the shared command lane) and {} \
+                         other tasks are waiting; raise `pool_size` or hold exclusive \
+                         connections for less time",
+                        self.name,
+                        self.pool_timeout,
+                        status.max_size,
+                        status.waiting.saturating_sub(1),
+                    ),
+                )
+            }
+            PoolError::Closed => self.shut_down_error(),
+            other => io_error(
+                io::ErrorKind::Other,
+                format!("pool `{}`: checkout failed: {other}", self.name),
+            ),
+        }
+    }
+
+    /// Runs `attempt` on the lane with the pool's retry policy.
+    async fn with_retries<T, F, Fut>(&self, retries: u32, mut attempt: F) -> RedisResult<T>
+    where
+        F: FnMut(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let mut retry = 0;
+        loop {
+            let error = match self.lane().await {
+                Ok(lane) => {
+                    lane.uses.fetch_add(1, Ordering::Relaxed);
+                    match attempt(lane.conn.clone()).await {
+                        Ok(value) => return Ok(value),
+                        Err(error) => {
+                            if breaks_connection(&error) {
+                                self.invalidate(&lane);
+                            }
+                            error
+                        }
+                    }
+                }
+                Err(error) => error,
+            };
+            if self.is_closed() {
+                return Err(self.shut_down_error());
+            }
+            if retry >= retries || !is_retryable(&error) {
+                return Err(self.annotate(error));
+            }
+            retry += 1;
+            let wait = self.retry.backoff(retry);
+            tracing::debug!(pool = %self.name, retry, ?wait, %error, "retrying a failed command");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Names the pool in network failures the caller would otherwise see bare.
+    fn annotate(&self, error: RedisError) -> RedisError {
+        let message = error.to_string();
+        if !error.is_io_error() || message.contains(&*self.name) {
+            return error;
+        }
+        let kind = if error.is_timeout() {
+            io::ErrorKind::TimedOut
+        } else {
+            io::ErrorKind::ConnectionReset
+        };
+        io_error(kind, format!("pool `{}`: {message}", self.name))
+    }
+}
+
+impl PoolBackend for PoolEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn db(&self) -> i64 {
+        self.db
+    }
+
+    fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let run = self.with_retries(self.retry.max_retries, move |mut conn| async move {
+            conn.send_packed_command(cmd).await
+        });
+        self.telemetry.command(cmd, run)
+    }
+
+    fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let run = self.with_retries(0, move |mut conn| async move {
+            conn.send_packed_command(cmd).await
+        });
+        self.telemetry.command(cmd, run)
+    }
+
+    fn send_pipeline<'a>(
+        &'a self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let run = self.with_retries(self.retry.max_retries, move |mut conn| async move {
+            conn.send_packed_commands(pipeline, offset, count).await
+        });
+        self.telemetry.pipeline(pipeline, run)
+    }
+
+    fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
+        Box::pin(async move {
+            if self.is_closed() {
+                return Err(self.shut_down_error());
+            }
+            let object = self.checkout().await?;
+            Ok(PooledConnection::new(Box::new(Exclusive {
+                object: Some(object),
+                broken: false,
+            })))
+        })
+    }
+
+    fn status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            name: self.name.to_string(),
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            in_use: status.size - status.available,
+            waiting: status.waiting,
+        }
+    }
+}
+
+/// A connection checked out for one task. Goes back to the pool on drop unless it broke.
+struct Exclusive {
+    object: Option<Object<Manager>>,
+    broken: bool,
+}
+
+impl Exclusive {
+    fn conn(&mut self) -> Option<&mut redis::aio::MultiplexedConnection> {
+        self.object.as_mut().map(|object| &mut object.conn)
+    }
+
+    fn note(&mut self, error: &RedisError) {
+        if breaks_connection(error) {
+            self.broken = true;
+        }
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take()
+            && self.broken
+        {
+            drop(Object::take(object));
+        }
+    }
+}
+
+impl ConnectionLike for Exclusive {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let Some(conn) = self.conn() else {
+                return Err(gone());
+            };
+            let result = conn.send_packed_command(cmd).await;
+            if let Err(error) = &result {
+                self.note(error);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let Some(conn) = self.conn() else {
+                return Err(gone());
+            };
+            let result = conn.send_packed_commands(pipeline, offset, count).await;
+            if let Err(error) = &result {
+                self.note(error);
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.object
+            .as_ref()
+            .map_or(0, |object| object.conn.get_db())
+    }
+}
+
+fn gone() -> RedisError {
+    io_error(
+        io::ErrorKind::NotConnected,
+        "the connection was already returned".into(),
+    )
+}

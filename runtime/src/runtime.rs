@@ -1,0 +1,283 @@
+//! [`Runtime`]: what a gateway host starts once and keeps for its lifetime.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use redplug::{DynMiddleware, NeedKind, Plugin, PoolStatus, RedisSelectors, Registration};
+use tokio::task::JoinHandle;
+
+use crate::cluster::ClusterEngine;
+use crate::config::{self, Config, PoolConfig};
+use crate::connect::Connector;
+use crate::error::StartupError;
+use crate::maintenance::{self, Limits};
+use crate::pool::PoolEngine;
+use crate::registry::{self, PluginEntry, Plugins};
+use crate::tls;
+
+/// The running redplug host: every configured pool and cluster, and every registered plugin
+/// built with its connections. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    pools: Vec<Arc<PoolEngine>>,
+    clusters: Vec<Arc<ClusterEngine>>,
+    selectors: RedisSelectors,
+    plugins: Plugins,
+    maintenance: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A plugin looked up by name, as the runtime runs it.
+#[derive(Clone)]
+pub struct PluginRef {
+    entry: PluginEntry,
+}
+
+impl PluginRef {
+    /// The plugin's name.
+    pub fn name(&self) -> &'static str {
+        self.entry.registration.name
+    }
+
+    /// The plugin's registration: type, source location, needs.
+    pub fn registration(&self) -> &'static Registration {
+        self.entry.registration
+    }
+
+    /// The plugin's hooks.
+    pub fn middleware(&self) -> &Arc<dyn DynMiddleware> {
+        &self.entry.middleware
+    }
+}
+
+/// Starts a [`Runtime`] with control over which plugins it builds.
+#[derive(Default)]
+pub struct RuntimeBuilder {
+    registrations: Option<Vec<&'static Registration>>,
+}
+
+impl RuntimeBuilder {
+    /// Builds only plugins whose names are in `names` instead of every registered plugin.
+    pub fn only_plugins<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        let names: Vec<&str> = names.into_iter().collect();
+        self.registrations = Some(
+            Registration::all()
+                .filter(|r| names.contains(&r.name))
+                .collect(),
+        );
+        self
+    }
+
+    /// Builds exactly these registrations.
+    pub fn registrations(
+        mut self,
+        registrations: impl IntoIterator<Item = &'static Registration>,
+    ) -> Self {
+        self.registrations = Some(registrations.into_iter().collect());
+        self
+    }
+
+    /// Starts from a parsed config.
+    pub async fn start(self, config: Config) -> Result<Runtime, StartupError> {
+        let registrations = self
+            .registrations
+            .unwrap_or_else(|| Registration::all().collect());
+        Runtime::start(config, registrations).await
+    }
+
+    /// Starts from a config file.
+    pub async fn start_file(self, path: impl AsRef<Path>) -> Result<Runtime, StartupError> {
+        self.start(config::load(path.as_ref())?).await
+    }
+
+    /// Starts from config JSON.
+    pub async fn start_json(self, json: &str) -> Result<Runtime, StartupError> {
+        self.start(config::parse(json)?).await
+    }
+}
+
+impl Runtime {
+    /// Reads the gateway config at `path`, builds every pool, cluster and plugin.
+    pub async fn from_file(path: impl AsRef<Path>) -> Result<Self, StartupError> {
+        RuntimeBuilder::default().start_file(path).await
+    }
+
+    /// Like [`Runtime::from_file`], with the config given as JSON text.
+    pub async fn from_json(json: &str) -> Result<Self, StartupError> {
+        RuntimeBuilder::default().start_json(json).await
+    }
+
+    /// A builder, to choose which plugins to build.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    async fn start(
+        config: Config,
+        mut registrations: Vec<&'static Registration>,
+    ) -> Result<Self, StartupError> {
+        tls::install_default_provider();
+        registrations.sort_by_key(|r| (r.name, r.type_name));
+
+        let mut pools = Vec::with_capacity(config.redis.connection_pools.len());
+        let mut maintenance_tasks = Vec::new();
+        let built = async {
+            for pool_config in &config.redis.connection_pools {
+                let engine = build_pool(pool_config)?;
+                let limits = Limits::new(&pool_config.options);
+                if pool_config.options.min_idle_conns > 0 {
+                    maintenance::top_up(&engine, pool_config.options.min_idle_conns)
+                        .await
+                        .map_err(|source| StartupError::Connect {
+                            kind: NeedKind::Pool,
+                            name: pool_config.name.clone(),
+                            source,
+                        })?;
+                }
+                maintenance_tasks.push(maintenance::spawn(&engine, limits));
+                pools.push(engine);
+            }
+            let mut clusters = Vec::with_capacity(config.redis.clusters.len());
+            for cluster_config in &config.redis.clusters {
+                clusters.push(ClusterEngine::new(cluster_config).await?);
+            }
+            Ok::<_, StartupError>(clusters)
+        };
+        let clusters = match built.await {
+            Ok(clusters) => clusters,
+            Err(error) => {
+                for engine in &pools {
+                    engine.close();
+                }
+                for task in &maintenance_tasks {
+                    task.abort();
+                }
+                return Err(error);
+            }
+        };
+
+        let selectors = RedisSelectors::new(
+            pools.iter().map(PoolEngine::handle),
+            clusters.iter().map(ClusterEngine::handle),
+        );
+        let plugins = match registry::build(registrations, &config, &selectors) {
+            Ok(plugins) => plugins,
+            Err(error) => {
+                for engine in &pools {
+                    engine.close();
+                }
+                for cluster in &clusters {
+                    cluster.close();
+                }
+                for task in &maintenance_tasks {
+                    task.abort();
+                }
+                return Err(error);
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                pools,
+                clusters,
+                selectors,
+                plugins,
+                maintenance: Mutex::new(maintenance_tasks),
+            }),
+        })
+    }
+
+    /// The built plugin of type `T`, if `T` is registered and was built.
+    pub fn get<T: Plugin>(&self) -> Option<Arc<T>> {
+        let name = self
+            .inner
+            .plugins
+            .by_type
+            .get(&std::any::TypeId::of::<T>())?;
+        let entry = self.inner.plugins.by_name.get(name)?;
+        entry.any.clone().downcast::<T>().ok()
+    }
+
+    /// The built plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<PluginRef> {
+        self.inner.plugins.by_name.get(name).map(|entry| PluginRef {
+            entry: entry.clone(),
+        })
+    }
+
+    /// Every built plugin, by name.
+    pub fn plugins(&self) -> impl Iterator<Item = PluginRef> + '_ {
+        self.inner.plugins.by_name.values().map(|entry| PluginRef {
+            entry: entry.clone(),
+        })
+    }
+
+    /// Lookups by name over every configured pool and cluster.
+    pub fn selectors(&self) -> RedisSelectors {
+        self.inner.selectors.clone()
+    }
+
+    /// The config the runtime was started with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Connection counts of every pool.
+    pub fn pool_status(&self) -> Vec<PoolStatus> {
+        use redplug::PoolBackend;
+        self.inner.pools.iter().map(|p| p.status()).collect()
+    }
+
+    /// Stops maintenance and closes every connection. Commands issued afterwards fail with an
+    /// error saying the runtime is shut down.
+    pub async fn shutdown(&self) {
+        let tasks = match self.inner.maintenance.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // An aborted task reports cancellation; nothing else can come back.
+            let _ = task.await;
+        }
+        for pool in &self.inner.pools {
+            pool.close();
+        }
+        for cluster in &self.inner.clusters {
+            cluster.close();
+        }
+        tracing::info!("redplug runtime shut down");
+    }
+}
+
+fn build_pool(config: &PoolConfig) -> Result<Arc<PoolEngine>, StartupError> {
+    let owner: Arc<str> = Arc::from(format!("pool `{}`", config.name));
+    let tls = match &config.options.tls {
+        Some(settings) => Some(tokio_rustls::TlsConnector::from(
+            tls::client_config(settings).map_err(|source| StartupError::Tls {
+                kind: NeedKind::Pool,
+                name: config.name.clone(),
+                source,
+            })?,
+        )),
+        None => None,
+    };
+    let connector = Connector::new(
+        owner,
+        config.address.clone(),
+        config.db,
+        &config.options,
+        tls,
+    );
+    PoolEngine::new(config, connector).map_err(|message| StartupError::Setup {
+        kind: NeedKind::Pool,
+        name: config.name.clone(),
+        message,
+    })
+}

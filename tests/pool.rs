@@ -1,0 +1,610 @@
+//! Connection pools against a real `redis-server`: every `connection_pools[]` option, observed
+//! from the server's side (`CLIENT LIST`, databases, ACL) wherever it can be.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redplug::RedisPool;
+use redplug_runtime::Runtime;
+use redplug_testkit::{ClientAuth, RedisServer, wait_for_async};
+use serde_json::{Value, json};
+
+/// A runtime with one pool called `test` at `server`, plus `options`.
+async fn runtime_with(server: &RedisServer, options: Value) -> Runtime {
+    let mut pool = json!({ "name": "test", "address": server.addr() });
+    merge(&mut pool, options);
+    try_runtime(pool)
+        .await
+        .unwrap_or_else(|error| panic!("runtime failed to start: {error}"))
+}
+
+async fn try_runtime(pool: Value) -> Result<Runtime, redplug_runtime::StartupError> {
+    let config = json!({ "extra_config": { "redis": { "connection_pools": [pool] } } });
+    Runtime::builder()
+        .registrations([])
+        .start_json(&config.to_string())
+        .await
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
+
+fn pool(runtime: &Runtime) -> RedisPool {
+    runtime
+        .selectors()
+        .pool("test")
+        .expect("the pool `test` is configured")
+}
+
+/// `CLIENT LIST` entries whose name is `name`, as (id, name) pairs.
+async fn clients_named(server: &RedisServer, name: &str) -> Vec<u64> {
+    let mut admin = server.async_conn().await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|line| line.split(' ').any(|field| field == format!("name={name}")))
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("id="))
+                .and_then(|id| id.parse().ok())
+        })
+        .collect()
+}
+
+async fn kill_clients_named(server: &RedisServer, name: &str) {
+    let mut admin = server.async_conn().await;
+    for id in clients_named(server, name).await {
+        let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut admin)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn db_puts_keys_in_that_database_only() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(&server, json!({ "db": 8 })).await;
+    let hits: i64 = pool(&runtime).incr("counter", 5).await.unwrap();
+    assert_eq!(hits, 5);
+
+    let mut direct = server.async_conn().await;
+    let in_db0: Option<i64> = direct.get("counter").await.unwrap();
+    let () = redis::cmd("SELECT")
+        .arg(8)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    let in_db8: Option<i64> = direct.get("counter").await.unwrap();
+    assert_eq!((in_db0, in_db8), (None, Some(5)));
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_name_is_on_every_connection_also_after_reconnect() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(
+        &server,
+        json!({ "client_name": "redplug-named", "min_idle_conns": 2 }),
+    )
+    .await;
+    let handle = pool(&runtime);
+    let () = handle.clone().set("k", 1).await.unwrap();
+    let mut exclusive = handle.get().await.unwrap();
+    let () = redis::cmd("PING")
+        .query_async(&mut exclusive)
+        .await
+        .unwrap();
+    let before = clients_named(&server, "redplug-named").await;
+    let all = {
+        let mut admin = server.async_conn().await;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        // Every connection except the one asking.
+        list.lines()
+            .filter(|l| !l.contains("cmd=client|list"))
+            .count()
+    };
+    // The shared lane and the exclusive checkout took the two warm connections.
+    assert!(before.len() >= 2, "named connections: {before:?}");
+    assert_eq!(all, before.len(), "every pool connection carries the name");
+    drop(exclusive);
+
+    kill_clients_named(&server, "redplug-named").await;
+    let value: i64 = AsyncCommands::get(&mut handle.clone(), "k")
+        .await
+        .expect("the pool reconnects after CLIENT KILL");
+    assert_eq!(value, 1);
+    let after = clients_named(&server, "redplug-named").await;
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "new connections, named again"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn acl_user_works_and_a_wrong_password_names_the_pool_not_the_password() {
+    let server = RedisServer::builder()
+        .acl_user("plugin", "s3cret-pass")
+        .start();
+    let runtime = runtime_with(
+        &server,
+        json!({ "user_name": "plugin", "password": "s3cret-pass" }),
+    )
+    .await;
+    let () = pool(&runtime).set("acl", "ok").await.unwrap();
+    let whoami: String = redis::cmd("ACL")
+        .arg("WHOAMI")
+        .query_async(&mut pool(&runtime))
+        .await
+        .unwrap();
+    assert_eq!(whoami, "plugin");
+    runtime.shutdown().await;
+
+    let mut bad = json!({ "name": "test", "address": server.addr() });
+    merge(
+        &mut bad,
+        json!({ "user_name": "plugin", "password": "wrong-pass-123", "min_idle_conns": 1 }),
+    );
+    let error = match try_runtime(bad).await {
+        Ok(_) => panic!("a wrong password must stop startup when min_idle_conns > 0"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("pool `test`"), "{error}");
+    assert!(
+        error.contains("user_name") && error.contains("password"),
+        "says what to check: {error}"
+    );
+    assert!(
+        !error.contains("wrong-pass-123"),
+        "the password leaked: {error}"
+    );
+}
+
+#[tokio::test]
+async fn dial_timeout_bounds_a_server_that_never_answers() {
+    // Accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let config =
+        json!({ "name": "test", "address": address, "dial_timeout": "300ms", "max_retries": -1 });
+    let runtime = try_runtime(config).await.expect("startup is lazy");
+    let started = Instant::now();
+    let error = AsyncCommands::get::<_, Option<String>>(&mut pool(&runtime), "k")
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    println!("dial_timeout 300ms: failed after {elapsed:?}: {error}");
+    assert!(
+        elapsed >= Duration::from_millis(280) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("pool `test`") && message.contains(&address),
+        "{message}"
+    );
+    assert!(message.contains("dial_timeout"), "{message}");
+}
+
+#[tokio::test]
+async fn pool_timeout_fails_a_checkout_when_every_connection_is_held() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(&server, json!({ "pool_size": 2, "pool_timeout": "300ms" })).await;
+    let handle = pool(&runtime);
+    let _first = handle.get().await.unwrap();
+    let _second = handle.get().await.unwrap();
+    let started = Instant::now();
+    let error = handle.get().await.err().expect("no third connection");
+    let elapsed = started.elapsed();
+    println!("pool_timeout 300ms: failed after {elapsed:?}: {error}");
+    assert!(
+        elapsed >= Duration::from_millis(280) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("pool `test`"), "{message}");
+    assert!(
+        message.contains("pool_timeout") && message.contains("all 2 connections"),
+        "{message}"
+    );
+    let status = handle.status();
+    assert_eq!(
+        (status.max_size, status.size, status.in_use),
+        (2, 2, 2),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn blocking_commands_outlast_every_default_response_timeout() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(&server, json!({})).await;
+    let mut exclusive = pool(&runtime).get().await.unwrap();
+    let pusher = {
+        let address = server.url();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3_300)).await;
+            let client = redis::Client::open(address).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let _: i64 = conn.rpush("jobs", "late").await.unwrap();
+        })
+    };
+    let started = Instant::now();
+    let popped: Option<(String, String)> = exclusive.blpop("jobs", 10.0).await.unwrap();
+    assert_eq!(popped, Some(("jobs".to_owned(), "late".to_owned())));
+    assert!(started.elapsed() > Duration::from_secs(3));
+    pusher.await.unwrap();
+}
+
+async fn max_server_connections(server: &RedisServer, pool_json: Value, tasks: usize) -> usize {
+    let runtime = runtime_with(server, pool_json).await;
+    let handle = pool(&runtime);
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for task in 0..tasks {
+        let handle = handle.clone();
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            for round in 0..5 {
+                if (task + round) % 2 == 0 {
+                    let _: i64 = handle.clone().incr("shared", 1).await.unwrap();
+                } else {
+                    let mut conn = handle.get().await.unwrap();
+                    let _: i64 = conn.incr("shared", 1).await.unwrap();
+                }
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    let mut most = 0;
+    while done.load(Ordering::Relaxed) < tasks {
+        most = most.max(clients_named(server, "bounded").await.len());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    most = most.max(clients_named(server, "bounded").await.len());
+    let total: i64 = server.async_conn().await.get("shared").await.unwrap();
+    assert_eq!(total as usize, tasks * 5, "every INCR landed exactly once");
+    runtime.shutdown().await;
+    most
+}
+
+#[tokio::test]
+async fn pool_size_and_max_active_conns_bound_server_connections() {
+    let server = RedisServer::start();
+    let by_size = max_server_connections(
+        &server,
+        json!({ "pool_size": 4, "client_name": "bounded", "pool_timeout": "10s" }),
+        200,
+    )
+    .await;
+    println!("pool_size 4, 200 tasks: at most {by_size} server connections");
+    assert!((1..=4).contains(&by_size), "{by_size}");
+
+    let () = server.async_conn().await.del("shared").await.unwrap();
+    let by_active = max_server_connections(
+        &server,
+        json!({ "pool_size": 10, "max_active_conns": 3, "client_name": "bounded", "pool_timeout": "10s" }),
+        200,
+    )
+    .await;
+    println!("max_active_conns 3, 200 tasks: at most {by_active} server connections");
+    assert!((1..=3).contains(&by_active), "{by_active}");
+}
+
+#[tokio::test]
+async fn min_idle_conns_are_open_at_startup_and_topped_up_after_kills() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(
+        &server,
+        json!({ "min_idle_conns": 3, "client_name": "warm" }),
+    )
+    .await;
+    let at_start = clients_named(&server, "warm").await;
+    assert_eq!(at_start.len(), 3, "before any command: {at_start:?}");
+
+    kill_clients_named(&server, "warm").await;
+    let started = Instant::now();
+    let replaced = wait_for_async(
+        "three fresh idle connections",
+        Duration::from_secs(10),
+        || async {
+            let now = clients_named(&server, "warm").await;
+            if now.len() == 3 && now.iter().all(|id| !at_start.contains(id)) {
+                Ok(now)
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
+    .await;
+    println!(
+        "min_idle_conns 3: topped up after CLIENT KILL in {:?}: {replaced:?}",
+        started.elapsed()
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_idle_conns_trims_idle_connections() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(
+        &server,
+        json!({ "pool_size": 8, "max_idle_conns": 2, "client_name": "trim" }),
+    )
+    .await;
+    let handle = pool(&runtime);
+    let held: Vec<_> = futures_util::future::join_all((0..6).map(|_| handle.get())).await;
+    assert_eq!(clients_named(&server, "trim").await.len(), 6);
+    drop(held);
+    wait_for_async(
+        "idle connections trimmed to 2",
+        Duration::from_secs(5),
+        || async {
+            let now = clients_named(&server, "trim").await.len();
+            if now == 2 {
+                Ok(())
+            } else {
+                Err(format!("{now} open"))
+            }
+        },
+    )
+    .await;
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_and_old_connections_are_replaced() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(
+        &server,
+        json!({ "min_idle_conns": 1, "conn_max_idle_time": "300ms", "client_name": "idle" }),
+    )
+    .await;
+    let first = clients_named(&server, "idle").await;
+    assert_eq!(first.len(), 1);
+    wait_for_async(
+        "the idle connection replaced",
+        Duration::from_secs(5),
+        || async {
+            let now = clients_named(&server, "idle").await;
+            if now.len() == 1 && now[0] != first[0] {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
+    .await;
+    runtime.shutdown().await;
+
+    let runtime = runtime_with(
+        &server,
+        json!({ "min_idle_conns": 1, "conn_max_life_time": "500ms", "client_name": "aged" }),
+    )
+    .await;
+    let handle = pool(&runtime);
+    let _: () = handle.clone().set("x", 1).await.unwrap();
+    // The shared lane took the warm connection; maintenance opens another idle one.
+    let first: BTreeSet<u64> = wait_for_async(
+        "the lane and a fresh idle connection",
+        Duration::from_secs(5),
+        || async {
+            let now: BTreeSet<u64> = clients_named(&server, "aged").await.into_iter().collect();
+            if now.len() == 2 {
+                Ok(now)
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
+    .await;
+    wait_for_async(
+        "every connection older than 500ms replaced",
+        Duration::from_secs(5),
+        || {
+            let handle = handle.clone();
+            let first = first.clone();
+            let server = &server;
+            async move {
+                let _: () = handle
+                    .clone()
+                    .set("x", 1)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let now: BTreeSet<u64> = clients_named(server, "aged").await.into_iter().collect();
+                if !now.is_empty() && now.is_disjoint(&first) {
+                    Ok(())
+                } else {
+                    Err(format!("{now:?} vs {first:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_span_a_restart_and_none_fail_at_once() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(
+        &server,
+        json!({ "max_retries": 10, "min_retry_backoff": "50ms", "max_retry_backoff": "500ms" }),
+    )
+    .await;
+    let handle = pool(&runtime);
+    let _: i64 = handle.clone().incr("n", 1).await.unwrap();
+    server.stop();
+    let restart = server.restart_after(Duration::from_millis(300));
+    let started = Instant::now();
+    let n: i64 = handle
+        .clone()
+        .incr("n", 1)
+        .await
+        .expect("retried until the server was back");
+    println!(
+        "a command issued during a 300ms outage succeeded after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        n, 1,
+        "the restarted server kept nothing, so the count starts again"
+    );
+    restart.wait().await;
+    runtime.shutdown().await;
+
+    let runtime = runtime_with(&server, json!({ "max_retries": -1 })).await;
+    let handle = pool(&runtime);
+    let _: i64 = handle.clone().incr("n", 1).await.unwrap();
+    server.stop();
+    let started = Instant::now();
+    let error = handle.clone().incr::<_, _, i64>("n", 1).await.unwrap_err();
+    let elapsed = started.elapsed();
+    println!("max_retries -1: failed after {elapsed:?}: {error}");
+    assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
+    assert!(error.to_string().contains("pool `test`"), "{error}");
+    server.restart();
+}
+
+#[tokio::test]
+async fn tls_verifies_the_server_and_presents_client_certificates() {
+    let server = RedisServer::builder().tls(ClientAuth::Optional).start();
+    let files = server.tls().expect("a TLS server").clone();
+    let ca = files.ca_cert.display().to_string();
+    let ping = |tls: Value| {
+        let server = &server;
+        async move {
+            let runtime = runtime_with(server, json!({ "tls": tls, "max_retries": -1 })).await;
+            let result = redis::cmd("PING")
+                .query_async::<String>(&mut pool(&runtime))
+                .await
+                .map_err(|e| e.to_string());
+            runtime.shutdown().await;
+            result
+        }
+    };
+    assert_eq!(ping(json!({ "ca_certs": [ca] })).await.unwrap(), "PONG");
+    let wrong = ping(json!({ "ca_certs": [files.other_ca_cert.display().to_string()], "disable_system_ca_pool": true }))
+        .await
+        .unwrap_err();
+    println!("wrong CA: {wrong}");
+    assert!(
+        wrong.contains("pool `test`") && wrong.to_lowercase().contains("certificate"),
+        "{wrong}"
+    );
+    assert_eq!(
+        ping(json!({ "allow_insecure_connections": true }))
+            .await
+            .unwrap(),
+        "PONG",
+        "verification skipped"
+    );
+    assert_eq!(
+        ping(json!({ "ca_certs": [ca], "min_version": "TLS13", "max_version": "TLS13" }))
+            .await
+            .unwrap(),
+        "PONG"
+    );
+    drop(server);
+
+    let strict = RedisServer::builder()
+        .tls(ClientAuth::Required)
+        .arg("--tls-protocols", "TLSv1.2")
+        .start();
+    let files = strict.tls().expect("a TLS server").clone();
+    let ca = files.ca_cert.display().to_string();
+    let attempt = |tls: Value| {
+        let strict = &strict;
+        async move {
+            let runtime = runtime_with(strict, json!({ "tls": tls, "max_retries": -1 })).await;
+            let result = redis::cmd("PING")
+                .query_async::<String>(&mut pool(&runtime))
+                .await
+                .map_err(|e| e.to_string());
+            runtime.shutdown().await;
+            result
+        }
+    };
+    let client_certs = json!([{
+        "certificate": files.client_cert.display().to_string(),
+        "private_key": files.client_key.display().to_string(),
+    }]);
+    assert_eq!(
+        attempt(json!({ "ca_certs": [ca], "client_certs": client_certs }))
+            .await
+            .unwrap(),
+        "PONG"
+    );
+    let without = attempt(json!({ "ca_certs": [ca] })).await.unwrap_err();
+    println!("no client certificate: {without}");
+    let tls13_only =
+        attempt(json!({ "ca_certs": [ca], "client_certs": client_certs, "min_version": "TLS13" }))
+            .await
+            .unwrap_err();
+    println!("TLS 1.3 client against a TLS 1.2 server: {tls13_only}");
+    assert!(tls13_only.contains("pool `test`"), "{tls13_only}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_lazy_unless_connections_must_be_warm() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let lazy = try_runtime(json!({ "name": "test", "address": address, "max_retries": -1 })).await;
+    assert!(
+        lazy.is_ok(),
+        "a pool with min_idle_conns 0 starts without a server"
+    );
+
+    let eager =
+        try_runtime(json!({ "name": "test", "address": address, "min_idle_conns": 1 })).await;
+    let message = match eager {
+        Ok(_) => panic!("min_idle_conns 1 needs the server at startup"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        message.contains("pool `test`") && message.contains(&address),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn status_reports_the_pool() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(&server, json!({ "pool_size": 5, "min_idle_conns": 2 })).await;
+    let handle = pool(&runtime);
+    let held = handle.get().await.unwrap();
+    let status = handle.status();
+    assert_eq!(status.name, "test");
+    assert_eq!(
+        (status.max_size, status.size, status.in_use, status.idle),
+        (5, 2, 1, 1),
+        "{status:?}"
+    );
+    drop(held);
+    runtime.shutdown().await;
+    let error = AsyncCommands::get::<_, Option<String>>(&mut handle.clone(), "k")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("shut down"), "{error}");
+}
