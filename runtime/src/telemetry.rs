@@ -106,3 +106,72 @@ fn command_name(cmd: &Cmd) -> &str {
         _ => "?",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    fn status() -> PoolStatus {
+        PoolStatus {
+            name: "cache".into(),
+            max_size: 10,
+            size: 4,
+            idle: 3,
+            in_use: 1,
+            waiting: 2,
+        }
+    }
+
+    fn recorded(config: TelemetryConfig) -> Vec<(String, f64)> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            Telemetry::new("cache".into(), &config).record_status(&status());
+        });
+        let mut gauges: Vec<(String, f64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Gauge(value) => {
+                    let labels: Vec<String> = key
+                        .key()
+                        .labels()
+                        .map(|l| format!("{}={}", l.key(), l.value()))
+                        .collect();
+                    Some((
+                        format!("{}{{{}}}", key.key().name(), labels.join(",")),
+                        value.0,
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        gauges.sort_by(|a, b| a.0.cmp(&b.0));
+        gauges
+    }
+
+    #[test]
+    fn pool_gauges_are_published_unless_disabled() {
+        let gauges = recorded(TelemetryConfig::default());
+        assert!(
+            gauges.contains(&(
+                "redplug_pool_connections{pool=cache,state=in_use}".into(),
+                1.0
+            )),
+            "{gauges:?}"
+        );
+        assert!(gauges.contains(&(
+            "redplug_pool_connections{pool=cache,state=idle}".into(),
+            3.0
+        )));
+        assert!(gauges.contains(&("redplug_pool_waiting{pool=cache}".into(), 2.0)));
+
+        let disabled = TelemetryConfig {
+            disable_metrics: true,
+            ..TelemetryConfig::default()
+        };
+        assert_eq!(recorded(disabled), Vec::new());
+    }
+}
