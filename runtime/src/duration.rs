@@ -107,7 +107,7 @@ pub enum DurationError {
     },
     /// The unit is not one Go knows (`d` for days is a common case).
     #[error(
-        "`{unit}` is not a unit; use ns, us (or µs), ms, s, m or h, as in \"36h\" for a day and a \
+        "{unit:?} is not a unit; use ns, us (or µs), ms, s, m or h, as in \"36h\" for a day and a \
          half"
     )]
     UnknownUnit {
@@ -470,11 +470,11 @@ mod tests {
                 message.contains('"'),
                 "no example in {message:?} for {input:?}"
             );
-            assert!(message.starts_with(|c: char| c.is_lowercase() || c == '`'));
+            assert!(message.starts_with(|c: char| c.is_lowercase() || c == '"'));
         }
         assert_eq!(
             parse_duration("1d").unwrap_err().to_string(),
-            "`d` is not a unit; use ns, us (or µs), ms, s, m or h, as in \"36h\" for a day and a half"
+            "\"d\" is not a unit; use ns, us (or µs), ms, s, m or h, as in \"36h\" for a day and a half"
         );
     }
 
