@@ -1,0 +1,255 @@
+//! `extra_config.redis`: the `connection_pools[]` and `clusters[]` lists, each entry's own keys
+//! (`name`, `address` / `addresses`, `db`, `max_redirects`), and the one namespace their names
+//! share.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::Path;
+
+use super::address::parse_address;
+use super::model::{Address, ClusterConfig, PoolConfig, RedisConfig};
+use super::options::{SHARED_KEYS, read_options};
+use super::reader::{IntRange, Keys, Node, Object, Problems};
+
+const REDIS_KEYS: Keys = Keys {
+    known: &["connection_pools", "clusters"],
+    misplaced: &[
+        (
+            "name",
+            "belongs inside a pool or cluster; list pools under `connection_pools`, as in \
+             {\"connection_pools\": [{\"name\": \"cache\", \"address\": \"localhost:6379\"}]}",
+        ),
+        (
+            "address",
+            "belongs inside a pool; list pools under `connection_pools`, as in \
+             {\"connection_pools\": [{\"name\": \"cache\", \"address\": \"localhost:6379\"}]}",
+        ),
+        (
+            "addresses",
+            "belongs inside a cluster; list clusters under `clusters`, as in \
+             {\"clusters\": [{\"name\": \"shared\", \"addresses\": [\"10.0.0.1:6379\"]}]}",
+        ),
+    ],
+    open: false,
+};
+
+const POOL_KEYS: Keys = Keys {
+    known: &concat(&["name", "address", "db"], &SHARED_KEYS),
+    misplaced: &[
+        (
+            "addresses",
+            "is a cluster key; a pool connects to one server, written as \"address\": \
+             \"host:port\" (for a Redis Cluster, define it under `clusters`)",
+        ),
+        (
+            "max_redirects",
+            "is a cluster key: only a Redis Cluster redirects commands; remove it, or define \
+             this connection under `clusters`",
+        ),
+    ],
+    open: false,
+};
+
+const CLUSTER_KEYS: Keys = Keys {
+    known: &concat(&["name", "addresses", "max_redirects"], &SHARED_KEYS),
+    misplaced: &[
+        (
+            "address",
+            "is a pool key; a cluster takes a list of seed nodes: \"addresses\": \
+             [\"host:port\", ...]",
+        ),
+        (
+            "db",
+            "is not available on a cluster: Redis Cluster has only database 0; remove `db`, or \
+             use a pool under `connection_pools` to select another database",
+        ),
+    ],
+    open: false,
+};
+
+/// Joins two key lists at compile time: 3 own keys + the shared ones.
+const fn concat(own: &[&'static str; 3], shared: &[&'static str; 16]) -> [&'static str; 19] {
+    let mut all = [""; 19];
+    let mut i = 0;
+    while i < 3 {
+        all[i] = own[i];
+        i += 1;
+    }
+    while i < 19 {
+        all[i] = shared[i - 3];
+        i += 1;
+    }
+    all
+}
+
+/// `max_redirects`: -1 is go-redis' way to say "do not follow redirects".
+const REDIRECTS: IntRange = IntRange {
+    min: -1,
+    max: i32::MAX as i64,
+    below: "is not a redirect count; write -1 to never follow redirects, or a count of 0 or \
+            more (0 means the default, 3)",
+};
+
+const DEFAULT_MAX_REDIRECTS: u32 = 3;
+
+/// Names already taken, with the path of the `name` key that took each.
+#[derive(Default)]
+struct Names(HashMap<String, String>);
+
+/// Reads `extra_config.redis`.
+pub(super) fn read_redis(node: &Node<'_>, p: &mut Problems, base: &Path) -> RedisConfig {
+    let mut config = RedisConfig::default();
+    let Some(obj) = node.object(p, &REDIS_KEYS) else {
+        return config;
+    };
+    let mut names = Names::default();
+    for item in list(&obj, "connection_pools", p) {
+        if let Some(pool) = read_pool(&item, p, base, &mut names) {
+            config.connection_pools.push(pool);
+        }
+    }
+    for item in list(&obj, "clusters", p) {
+        if let Some(cluster) = read_cluster(&item, p, base, &mut names) {
+            config.clusters.push(cluster);
+        }
+    }
+    config
+}
+
+fn list<'a>(obj: &Object<'a>, key: &str, p: &mut Problems) -> Vec<Node<'a>> {
+    obj.get(key).and_then(|n| n.array(p)).unwrap_or_default()
+}
+
+fn read_pool(
+    node: &Node<'_>,
+    p: &mut Problems,
+    base: &Path,
+    names: &mut Names,
+) -> Option<PoolConfig> {
+    let obj = node.object(p, &POOL_KEYS)?;
+    let name = read_name(&obj, p, names, "pool");
+    let address = obj
+        .required(
+            "address",
+            p,
+            "add the Redis server as host:port, such as \"address\": \"localhost:6379\"",
+        )
+        .and_then(|n| read_address(&n, p));
+    let db = match obj.get("db") {
+        Some(n) => n.integer(p, IntRange::COUNT),
+        None => Some(0),
+    };
+    let options = read_options(&obj, p, base);
+    Some(PoolConfig {
+        name: name?,
+        address: address?,
+        db: db?,
+        options,
+    })
+}
+
+fn read_cluster(
+    node: &Node<'_>,
+    p: &mut Problems,
+    base: &Path,
+    names: &mut Names,
+) -> Option<ClusterConfig> {
+    let obj = node.object(p, &CLUSTER_KEYS)?;
+    let name = read_name(&obj, p, names, "cluster");
+    let addresses = obj
+        .required(
+            "addresses",
+            p,
+            "list the cluster's seed nodes as host:port, such as \"addresses\": \
+             [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]",
+        )
+        .and_then(|n| read_addresses(&n, p));
+    let max_redirects = match obj.get("max_redirects") {
+        Some(n) => n.integer(p, REDIRECTS).map(|v| match v {
+            -1 => None,
+            0 => Some(DEFAULT_MAX_REDIRECTS),
+            v => Some(v as u32),
+        }),
+        None => Some(Some(DEFAULT_MAX_REDIRECTS)),
+    };
+    let options = read_options(&obj, p, base);
+    Some(ClusterConfig {
+        name: name?,
+        addresses: addresses?,
+        max_redirects: max_redirects?,
+        options,
+    })
+}
+
+/// `name`: required, not blank, and not taken by any other pool or cluster.
+fn read_name(obj: &Object<'_>, p: &mut Problems, names: &mut Names, what: &str) -> Option<String> {
+    let how = format!(
+        "give the {what} a name for plugins to refer to it by, such as \"name\": \"shared_redis\""
+    );
+    let node = obj.required("name", p, &how)?;
+    let name = node.string(p)?;
+    if name.trim().is_empty() {
+        p.add(node.invalid(format!("is blank; {how}")));
+        return None;
+    }
+    if name.trim() != name {
+        p.add(node.invalid(format!(
+            "has spaces at its start or end, which every plugin would have to repeat exactly; \
+             write \"{}\"",
+            name.trim()
+        )));
+        return None;
+    }
+    match names.0.entry(name.to_owned()) {
+        Entry::Occupied(taken) => {
+            p.add(node.invalid(format!(
+                "is already used at {}; pools and clusters share one set of names, so rename \
+                 one of them",
+                taken.get()
+            )));
+            None
+        }
+        Entry::Vacant(free) => {
+            free.insert(node.path().to_owned());
+            Some(name.to_owned())
+        }
+    }
+}
+
+fn read_address(node: &Node<'_>, p: &mut Problems) -> Option<Address> {
+    let text = node.string(p)?;
+    match parse_address(text) {
+        Ok(address) => Some(address),
+        Err(e) if e.show_value => {
+            p.add(node.invalid(e.message));
+            None
+        }
+        Err(e) => {
+            // The URL holds a password: describe it without echoing it.
+            p.add(node.problem(format!("the value {}", e.message)));
+            None
+        }
+    }
+}
+
+fn read_addresses(node: &Node<'_>, p: &mut Problems) -> Option<Vec<Address>> {
+    if node.value().is_string() {
+        // One address where a list belongs: check it as an address first, so a URL with a
+        // password in it is described without being echoed.
+        if let Some(address) = read_address(node, p) {
+            p.add(node.invalid(format!(
+                "is a single address, but `addresses` is a list of nodes; write [\"{address}\"]"
+            )));
+        }
+        return None;
+    }
+    let items = node.array(p)?;
+    if items.is_empty() {
+        p.add(node.invalid(
+            "is empty; list at least one of the cluster's nodes, such as [\"10.0.0.1:6379\"]",
+        ));
+        return None;
+    }
+    let addresses: Vec<Option<Address>> = items.iter().map(|n| read_address(n, p)).collect();
+    addresses.into_iter().collect()
+}
