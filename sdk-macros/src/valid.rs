@@ -1,0 +1,185 @@
+//! The rules a well-formed input must also follow, one function per rule. Each reports into
+//! `errors` and carries on, so the user sees every broken rule in one build.
+//!
+//! Deliberately not a rule: several `#[redis_selectors]` fields. Each gets a clone of the same
+//! cheap handle, nothing is ambiguous about it, and a plugin made of parts may want one per part.
+//! Two fields naming the same pool are fine for the same reason.
+
+use heck::ToSnakeCase;
+use syn::{GenericParam, LitStr};
+
+use crate::ast::{Data, Field, Input};
+use crate::attr::Role;
+use crate::errors::Errors;
+
+/// For messages about a connection name: the attribute, where such names are configured, and
+/// an example name.
+struct Connection {
+    attribute: &'static str,
+    list: &'static str,
+    example: &'static str,
+}
+
+const POOL: Connection = Connection {
+    attribute: "redis_pool",
+    list: "extra_config.redis.connection_pools[]",
+    example: "redis_at_eight",
+};
+
+const CLUSTER: Connection = Connection {
+    attribute: "redis_cluster",
+    list: "extra_config.redis.clusters[]",
+    example: "shared_cluster",
+};
+
+pub(crate) fn check(input: &Input, errors: &mut Errors) {
+    struct_only(input, errors);
+    no_generics(input, errors);
+    if let Some(name) = &input.attrs.name {
+        plugin_name(name, errors);
+    }
+    for field in input.fields() {
+        one_role_per_field(field, errors);
+        match field.role() {
+            Some(Role::Pool(name)) => connection_name(POOL, name, errors),
+            Some(Role::Cluster(name)) => connection_name(CLUSTER, name, errors),
+            _ => {}
+        }
+    }
+    one_config_field(input.fields(), errors);
+}
+
+/// A plugin is one value whose fields hold what it needs; an enum or union has no fields the
+/// runtime could fill.
+fn struct_only(input: &Input, errors: &mut Errors) {
+    let (keyword, kind, what): (&dyn quote::ToTokens, &str, &str) = match &input.data {
+        Data::Struct(_) => return,
+        Data::Enum(keyword) => (keyword, "enum", "an enum"),
+        Data::Union(keyword) => (keyword, "union", "a union"),
+    };
+    errors.spanned(
+        keyword,
+        format!(
+            "`#[derive(Plugin)]` works on structs only, not on {what}: the runtime fills a plugin's fields with its connections; declare a struct and keep the {kind} in one of its fields"
+        ),
+    );
+}
+
+/// The runtime builds exactly one instance per registered type, and registration needs a
+/// concrete type: `Counter<T>` is a different plugin for every `T`, none of which is registered.
+fn no_generics(input: &Input, errors: &mut Errors) {
+    let params = &input.generics.params;
+    if params.is_empty() {
+        return;
+    }
+    let only_lifetimes = params
+        .iter()
+        .all(|param| matches!(param, GenericParam::Lifetime(_)));
+    let message = if only_lifetimes {
+        "`#[derive(Plugin)]` does not support lifetime parameters: the runtime builds a plugin once and keeps it for the gateway's whole life, so its fields must own their data (`'static`)"
+    } else {
+        "`#[derive(Plugin)]` does not support generic parameters: the runtime builds exactly one instance per registered plugin type, and a generic struct is a different type for every parameter, none of them registered; use concrete types for the fields"
+    };
+    errors.spanned(input.generics, message);
+}
+
+/// The plugin's name is its key under `extra_config["plugin/redplug"]` and in the pipeline
+/// config; an empty name or one with whitespace cannot be written there unambiguously.
+fn plugin_name(name: &LitStr, errors: &mut Errors) {
+    let value = name.value();
+    if value.trim().is_empty() {
+        errors.spanned(
+            name,
+            "`#[plugin(name = \"\")]` is empty: write the name the gateway config uses for this plugin, such as `#[plugin(name = \"counter\")]`, or remove `name` to use the type's name in snake_case",
+        );
+    } else if value.chars().any(char::is_whitespace) {
+        errors.spanned(
+            name,
+            format!(
+                "plugin name {value:?} contains whitespace, which the gateway config cannot refer to reliably: write `#[plugin(name = {:?})]`",
+                value.to_snake_case()
+            ),
+        );
+    }
+}
+
+/// A name must be able to match an entry of `connection_pools[]` / `clusters[]`: an empty one
+/// never does, and surrounding whitespace is always a typo that would only show at startup.
+fn connection_name(connection: Connection, name: &LitStr, errors: &mut Errors) {
+    let Connection {
+        attribute,
+        list,
+        example,
+    } = connection;
+    let value = name.value();
+    if value.trim().is_empty() {
+        let blank = if value.is_empty() {
+            "an empty"
+        } else {
+            "a blank"
+        };
+        errors.spanned(
+            name,
+            format!(
+                "`#[{attribute}({value:?})]` has {blank} name: write the `name` of an entry of `{list}`, such as `#[{attribute}({example:?})]`"
+            ),
+        );
+    } else if value.trim() != value {
+        errors.spanned(
+            name,
+            format!(
+                "`#[{attribute}({value:?})]` has whitespace around the name, so it would never match a configured name: write `#[{attribute}({:?})]`",
+                value.trim()
+            ),
+        );
+    }
+}
+
+/// A field holds one thing; with two attributes the derive could only guess which one the
+/// user meant, so the second is reported on its own token.
+fn one_role_per_field(field: &Field, errors: &mut Errors) {
+    let Some((first, rest)) = field.attrs.split_first() else {
+        return;
+    };
+    for extra in rest {
+        let message = if extra.role.same_kind(&first.role) {
+            format!(
+                "duplicate `{}` on field `{}`: a field takes it once; remove this one",
+                extra.role.written(),
+                field.name
+            )
+        } else {
+            format!(
+                "field `{}` already has `{}`, so it cannot also take `{}`: a field holds one thing; move this attribute to a field of its own",
+                field.name,
+                first.role.written(),
+                extra.role.written()
+            )
+        };
+        errors.push(syn::Error::new(extra.key, message));
+    }
+}
+
+/// A plugin has one config object, at `extra_config["plugin/redplug"]["<plugin name>"]`; two
+/// fields would both read that same object.
+fn one_config_field(fields: &[Field], errors: &mut Errors) {
+    let mut configs = fields.iter().filter_map(|field| {
+        field
+            .attrs
+            .iter()
+            .find(|attr| matches!(attr.role, Role::Config))
+            .map(|attr| (field, attr))
+    });
+    let Some((first, _)) = configs.next() else {
+        return;
+    };
+    for (_, attr) in configs {
+        errors.push(syn::Error::new(
+            attr.key,
+            format!(
+                "only one field can be `#[plugin(config)]`, and `{}` already is: a plugin has one config object; put everything it holds in that field's type",
+                first.name
+            ),
+        ));
+    }
+}
