@@ -1,0 +1,11 @@
+use redplug::prelude::*;
+
+#[derive(Plugin)]
+struct Counter {
+    #[redis_pool(eight)]
+    redis: RedisPool,
+}
+
+impl Middleware for Counter {}
+
+fn main() {}

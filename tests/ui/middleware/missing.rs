@@ -1,0 +1,9 @@
+use redplug::prelude::*;
+
+#[derive(Plugin)]
+struct Counter {
+    #[redis_pool("redis_at_eight")]
+    redis: RedisPool,
+}
+
+fn main() {}
