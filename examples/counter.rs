@@ -1,0 +1,169 @@
+//! The seed example: a response plugin that counts responses per `X-Id` in the
+//! `redis_at_eight` pool (db 8).
+//!
+//! ```text
+//! cargo run --example counter
+//! ```
+//!
+//! It loads `examples/counter.json` (or the config file given as its argument), runs a handful of responses through the plugin, then reads
+//! the counters back from db 8. If no Redis answers at the configured address, it starts a
+//! private `redis-server` on a free port and says so.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use redplug::prelude::*;
+use redplug::redis::AsyncCommands;
+use redplug_runtime::Runtime;
+use redplug_runtime::pipeline::Pipeline;
+
+/// Counts every response by its `X-Id` header.
+#[derive(Plugin)]
+#[plugin(name = "counter")]
+pub struct Counter {
+    #[redis_pool("redis_at_eight")]
+    redis: RedisPool,
+}
+
+impl Middleware for Counter {
+    async fn on_response(&self, response: &mut Response) -> Result<(), PluginError> {
+        let Some(id) = response.headers().get("x-id").and_then(|v| v.to_str().ok()) else {
+            return Ok(());
+        };
+        let _: i64 = self.redis.clone().incr(counter_key(id), 1).await?;
+        Ok(())
+    }
+}
+
+fn counter_key(id: &str) -> String {
+    format!("test:from-resp-modifier:{id}")
+}
+
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/counter.json");
+const IDS: [&str; 7] = ["alice", "bob", "alice", "carol", "alice", "bob", "alice"];
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,redplug_runtime=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let path = std::env::args().nth(1).unwrap_or_else(|| CONFIG.to_owned());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let address = config["extra_config"]["redis"]["connection_pools"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Keep the private server alive until the end of `run`.
+    let _private = if answers_ping(&address).await {
+        println!("using the Redis at {address} (db 8)");
+        None
+    } else {
+        let server = start_private_server()?;
+        println!(
+            "nothing answers at {address}; started a private redis-server at {} for this run",
+            server.addr()
+        );
+        config["extra_config"]["redis"]["connection_pools"][0]["address"] = server.addr().into();
+        Some(server)
+    };
+
+    let runtime = Runtime::from_json(&config.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let pool = runtime
+        .selectors()
+        .pool("redis_at_eight")
+        .ok_or("the config has no pool `redis_at_eight`")?;
+
+    let mut before = Vec::new();
+    for id in distinct_ids() {
+        before.push(read(&pool, id).await?.unwrap_or(0));
+    }
+
+    let pipeline = Pipeline::new(&runtime, ["counter"]).map_err(|e| e.to_string())?;
+    for id in IDS {
+        let request = http::Request::builder()
+            .uri("/hello")
+            .header("x-id", id)
+            .body(bytes::Bytes::new())
+            .map_err(|e| e.to_string())?;
+        let response = pipeline.run(request, backend).await;
+        println!("response for X-Id {id}: {}", response.status());
+    }
+
+    println!("counters in db 8:");
+    for (id, before) in distinct_ids().into_iter().zip(before) {
+        let now = read(&pool, id).await?.unwrap_or(0);
+        println!("  {} = {now} (+{} this run)", counter_key(id), now - before);
+    }
+    runtime.shutdown().await;
+    Ok(())
+}
+
+/// The counter for `id`. (`RedisPool::get()` is the exclusive checkout, so Redis' `GET` is
+/// spelled through the trait here.)
+async fn read(pool: &RedisPool, id: &str) -> Result<Option<i64>, String> {
+    AsyncCommands::get(&mut pool.clone(), counter_key(id))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The backend: echoes the caller's `X-Id` on its response, as the seed's backend does.
+async fn backend(request: Request) -> Response {
+    let mut response = Response::new(bytes::Bytes::from_static(b"hello\n"));
+    if let Some(id) = request.headers().get("x-id") {
+        response.headers_mut().insert("x-id", id.clone());
+    }
+    response
+}
+
+fn distinct_ids() -> Vec<&'static str> {
+    let mut ids = IDS.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+async fn answers_ping(address: &str) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://{address}")) else {
+        return false;
+    };
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), ping).await,
+        Ok(Some(_))
+    )
+}
+
+fn start_private_server() -> Result<redplug_testkit::RedisServer, String> {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file()))
+        .unwrap_or(false);
+    if !on_path {
+        return Err(redplug_testkit::missing_program_message("redis-server"));
+    }
+    Ok(redplug_testkit::RedisServer::start())
+}
