@@ -82,6 +82,22 @@ struct Keywords {
 
 impl Middleware for Keywords {}
 
+/// Optionality comes from the type, so an alias of `Option<RedisPool>` is optional too; and
+/// several fields may take the selectors.
+type MaybePool = Option<RedisPool>;
+
+#[derive(Plugin)]
+struct Aliased {
+    #[redis_pool("maybe")]
+    pool: MaybePool,
+    #[redis_selectors]
+    reads: RedisSelectors,
+    #[redis_selectors]
+    writes: RedisSelectors,
+}
+
+impl Middleware for Aliased {}
+
 #[derive(Plugin)]
 struct Nothing;
 
@@ -270,7 +286,7 @@ fn an_unresolved_required_pool_names_the_field() {
 }
 
 #[test]
-fn tuple_unit_and_raw_identifier_structs_build() {
+fn tuple_unit_aliased_and_raw_identifier_structs_build() {
     let selectors = RedisSelectors::default();
     let mut context = BuildContext::new(
         TupleCache::NAME,
@@ -292,6 +308,21 @@ fn tuple_unit_and_raw_identifier_structs_build() {
     );
     let keywords = Keywords::build(&mut context).expect("raw field names build");
     assert!(keywords.r#type.is_none());
+
+    assert!(Aliased::NEEDS[0].optional);
+    let pool = stub_pool("maybe");
+    let selectors = RedisSelectors::new([pool.clone()], []);
+    let mut context = BuildContext::new(
+        Aliased::NAME,
+        Aliased::NEEDS,
+        vec![Resolved::Pool(Some(pool.clone()))],
+        &selectors,
+        None,
+    );
+    let aliased = Aliased::build(&mut context).expect("aliased builds");
+    assert!(aliased.pool.is_some_and(|p| p.same_pool(&pool)));
+    assert!(aliased.reads.pool("maybe").is_some());
+    assert!(aliased.writes.pool("maybe").is_some());
 
     let mut context = BuildContext::new(Nothing::NAME, &[], vec![], &selectors, None);
     assert!(Nothing::build(&mut context).is_ok());
