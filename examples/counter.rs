@@ -10,7 +10,6 @@
 //! private `redis-server` on a free port and says so.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use redplug::prelude::*;
 use redplug::redis::AsyncCommands;
@@ -42,15 +41,11 @@ fn counter_key(id: &str) -> String {
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/counter.json");
 const IDS: [&str; 7] = ["alice", "bob", "alice", "carol", "alice", "bob", "alice"];
 
+mod support;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,redplug_runtime=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    support::init_logging();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -65,24 +60,10 @@ async fn run() -> Result<(), String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
     let mut config: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    let address = config["extra_config"]["redis"]["connection_pools"][0]["address"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-
-    // Keep the private server alive until the end of `run`.
-    let _private = if answers_ping(&address).await {
-        println!("using the Redis at {address} (db 8)");
-        None
-    } else {
-        let server = start_private_server()?;
-        println!(
-            "nothing answers at {address}; started a private redis-server at {} for this run",
-            server.addr()
-        );
-        config["extra_config"]["redis"]["connection_pools"][0]["address"] = server.addr().into();
-        Some(server)
-    };
+    let pool = &mut config["extra_config"]["redis"]["connection_pools"][0]["address"];
+    // Keep a private server alive until the end of `run`.
+    let (address, _private) = support::redis_at(pool.as_str().unwrap_or_default()).await?;
+    *pool = address.into();
 
     let runtime = Runtime::from_json(&config.to_string())
         .await
@@ -139,31 +120,4 @@ fn distinct_ids() -> Vec<&'static str> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-async fn answers_ping(address: &str) -> bool {
-    let Ok(client) = redis::Client::open(format!("redis://{address}")) else {
-        return false;
-    };
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), ping).await,
-        Ok(Some(_))
-    )
-}
-
-fn start_private_server() -> Result<redplug_testkit::RedisServer, String> {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file()))
-        .unwrap_or(false);
-    if !on_path {
-        return Err(redplug_testkit::missing_program_message("redis-server"));
-    }
-    Ok(redplug_testkit::RedisServer::start())
 }

@@ -24,14 +24,21 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(name: &str, args: &[&str]) -> (String, String) {
+    run_with(name, args, None)
+}
+
+/// Runs an example; `redis` points the examples without a config argument at that server.
+fn run_with(name: &str, args: &[&str], redis: Option<&RedisServer>) -> (String, String) {
+    let mut command = Command::new(example(name));
+    command.args(args);
+    if let Some(server) = redis {
+        command.env("REDPLUG_EXAMPLE_REDIS", server.addr());
+    }
     let Output {
         status,
         stdout,
         stderr,
-    } = Command::new(example(name))
-        .args(args)
-        .output()
-        .expect("the example runs");
+    } = command.output().expect("the example runs");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
@@ -113,5 +120,41 @@ fn counter_starts_a_private_server_when_nothing_answers() {
     assert!(
         stdout.contains("test:from-resp-modifier:alice = 4 (+4 this run)"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn rate_limit_answers_429_after_three_requests_per_client() {
+    let server = RedisServer::start();
+    let (stdout, _) = run_with("rate_limit", &[], Some(&server));
+    println!("{stdout}");
+    for line in [
+        "tenant-a request 3: 200 OK",
+        "tenant-a request 4: 429 Too Many Requests (retry after 60s)",
+        "tenant-a request 5: 429 Too Many Requests",
+        "tenant-b request 2: 200 OK",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn gateway_runs_plugins_around_a_real_http_backend() {
+    let server = RedisServer::start();
+    let (stdout, _) = run_with("gateway", &[], Some(&server));
+    println!("{stdout}");
+    assert!(
+        stdout.contains("statuses: [200, 200, 200, 429, 200]"),
+        "{stdout}"
+    );
+    // Alice's fourth request was refused before the backend, so it was not counted.
+    let counters: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("test:from-resp-modifier:"))
+        .collect();
+    assert_eq!(counters.len(), 2, "{stdout}");
+    assert!(
+        counters[0].ends_with(" = 3") && counters[1].ends_with(" = 1"),
+        "{counters:?}"
     );
 }

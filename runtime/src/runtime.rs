@@ -122,6 +122,9 @@ impl Runtime {
     ) -> Result<Self, StartupError> {
         tls::install_default_provider();
         registrations.sort_by_key(|r| (r.name, r.type_name));
+        // Names first: a typo must not wait for (or be hidden by) a network failure.
+        registry::check_unique(&registrations)?;
+        check_names(&registrations, &config)?;
 
         let mut pools = Vec::with_capacity(config.redis.connection_pools.len());
         let mut maintenance_tasks = Vec::new();
@@ -253,6 +256,51 @@ impl Runtime {
             cluster.close();
         }
         tracing::info!("redplug runtime shut down");
+    }
+}
+
+/// Every required need of every plugin against the configured names, before anything
+/// connects; all misses are reported together.
+fn check_names(
+    registrations: &[&'static Registration],
+    config: &Config,
+) -> Result<(), StartupError> {
+    let pools: Vec<&str> = config
+        .redis
+        .connection_pools
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let clusters: Vec<&str> = config
+        .redis
+        .clusters
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let missing: Vec<_> = registrations
+        .iter()
+        .flat_map(|registration| {
+            registration
+                .needs
+                .iter()
+                .map(move |need| (registration, need))
+        })
+        .filter(|(_, need)| !need.optional)
+        .filter(|(_, need)| {
+            let names = match need.kind {
+                NeedKind::Pool => &pools,
+                NeedKind::Cluster => &clusters,
+            };
+            !names.contains(&need.name)
+        })
+        .map(|(registration, need)| {
+            registry::unresolved_need(registration, need, &pools, &clusters)
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StartupError::Unresolved(missing))
     }
 }
 
