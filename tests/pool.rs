@@ -211,7 +211,7 @@ async fn pool_timeout_fails_a_checkout_when_every_connection_is_held() {
     let _first = handle.get().await.unwrap();
     let _second = handle.get().await.unwrap();
     let started = Instant::now();
-    let error = handle.get().await.err().expect("no third connection");
+    let error = handle.get().await.expect_err("no third connection");
     let elapsed = started.elapsed();
     println!("pool_timeout 300ms: failed after {elapsed:?}: {error}");
     assert!(

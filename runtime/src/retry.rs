@@ -166,7 +166,7 @@ mod tests {
         let parse = |reply: &str| {
             redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
                 .map(|v| v.extract_error().unwrap_err())
-                .unwrap_or_else(|e| e.into())
+                .unwrap_or_else(|e| e)
         };
         for transient in [
             "LOADING Redis is loading the dataset in memory",

@@ -140,7 +140,3 @@ impl<T> ViaNoDefault<T> for ConfigDefault<T> {
         None
     }
 }
-
-/// Compile-time check that a plugin type implements `Middleware`; the trait's own
-/// `on_unimplemented` message explains what to add.
-pub const fn assert_middleware<T: crate::Middleware>() {}

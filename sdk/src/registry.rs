@@ -199,17 +199,9 @@ impl<'a> BuildContext<'a> {
         }
     }
 
-    fn unresolved(&self, index: usize) -> BuildError {
-        let (field, kind, name) = match self.needs.get(index) {
-            Some(need) => (need.field, need.kind.as_str(), need.name),
-            None => ("?", "connection", "?"),
-        };
-        BuildError::Unresolved {
-            plugin: self.plugin.to_owned(),
-            field,
-            kind,
-            name,
-        }
+    /// The needs this context was prepared for, in the order generated code indexes them.
+    pub fn needs(&self) -> &'static [Need] {
+        self.needs
     }
 
     /// The pool resolved for need `index`.
@@ -226,21 +218,6 @@ impl<'a> BuildContext<'a> {
             Some(Resolved::Cluster(cluster)) => cluster.take(),
             _ => None,
         }
-    }
-
-    /// Converts a resolved pool into the field's type (`RedisPool` or `Option<RedisPool>`).
-    pub fn pool_field<F: crate::__private::PoolField>(&mut self, index: usize) -> Result<F, BuildError> {
-        let pool = self.pool(index);
-        F::from_resolved(pool).ok_or_else(|| self.unresolved(index))
-    }
-
-    /// Converts a resolved cluster into the field's type.
-    pub fn cluster_field<F: crate::__private::ClusterField>(
-        &mut self,
-        index: usize,
-    ) -> Result<F, BuildError> {
-        let cluster = self.cluster(index);
-        F::from_resolved(cluster).ok_or_else(|| self.unresolved(index))
     }
 
     /// The selectors over every configured connection.
@@ -260,7 +237,11 @@ impl<'a> BuildContext<'a> {
                 let path = error.path().to_string();
                 BuildError::Config {
                     plugin: self.plugin.to_owned(),
-                    path: if path == "." { String::new() } else { format!(".{path}") },
+                    path: if path == "." {
+                        String::new()
+                    } else {
+                        format!(".{path}")
+                    },
                     message: error.into_inner().to_string(),
                 }
             }),
