@@ -270,7 +270,7 @@ impl RedisCluster {
     fn check_ok(&self) -> Result<(), String> {
         let running: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.is_running()).collect();
         let running_addrs: BTreeSet<String> = running.iter().map(|n| n.addr()).collect();
-        let mut agreed: Option<(String, Vec<(u16, u16, String)>)> = None;
+        let mut first: Option<(String, Topology)> = None;
         for node in running {
             let addr = node.addr();
             let mut con = connect(node)?;
@@ -287,28 +287,24 @@ impl RedisCluster {
                 ));
             }
             let view = parse_nodes(&query::<String>(&mut con, &["CLUSTER", "NODES"])?);
-            let mut slots = Vec::new();
-            for owner in view.iter().filter(|n| n.is_master() && !n.slots.is_empty()) {
-                if owner.is_failing() || !running_addrs.contains(&owner.addr) {
-                    return Err(format!(
-                        "{addr} still routes slots to {}, which is down",
-                        owner.addr
-                    ));
-                }
-                slots.extend(
-                    owner
-                        .slots
-                        .iter()
-                        .map(|&(from, to)| (from, to, owner.addr.clone())),
-                );
+            if let Some(down) = view.iter().find(|n| {
+                n.is_master()
+                    && !n.slots.is_empty()
+                    && (n.is_failing() || !running_addrs.contains(&n.addr))
+            }) {
+                return Err(format!(
+                    "{addr} still routes slots to {}, which is down",
+                    down.addr
+                ));
             }
-            slots.sort_unstable();
-            match &agreed {
-                Some((first, map)) if *map != slots => {
-                    return Err(format!("{addr} and {first} disagree about slot ownership"));
+            // Clients refresh their slot map from any node: every node must tell the same story.
+            let topology = Topology::of(&view);
+            match &first {
+                Some((other, agreed)) if *agreed != topology => {
+                    return Err(format!("{addr} and {other} disagree about slots or roles"));
                 }
                 Some(_) => {}
-                None => agreed = Some((addr.clone(), slots)),
+                None => first = Some((addr.clone(), topology)),
             }
             let myself = view.iter().find(|n| n.flags.iter().any(|f| f == "myself"));
             if myself.is_some_and(|n| !n.is_master()) {
@@ -396,6 +392,33 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .map(str::trim)
+}
+
+/// What one node believes about the cluster, in a comparable form.
+#[derive(Debug, PartialEq)]
+struct Topology {
+    /// `(first slot, last slot, master address)`, sorted.
+    slots: Vec<(u16, u16, String)>,
+    /// Every node's address with its master's address (`None` for masters), sorted.
+    roles: Vec<(String, Option<String>)>,
+}
+
+impl Topology {
+    fn of(view: &[NodeLine]) -> Topology {
+        let addr_of = |id: &str| view.iter().find(|n| n.id == id).map(|n| n.addr.clone());
+        let mut slots: Vec<(u16, u16, String)> = view
+            .iter()
+            .filter(|n| n.is_master())
+            .flat_map(|n| n.slots.iter().map(|&(from, to)| (from, to, n.addr.clone())))
+            .collect();
+        slots.sort_unstable();
+        let mut roles: Vec<(String, Option<String>)> = view
+            .iter()
+            .map(|n| (n.addr.clone(), n.master_id.as_deref().and_then(addr_of)))
+            .collect();
+        roles.sort_unstable();
+        Topology { slots, roles }
+    }
 }
 
 /// One line of `CLUSTER NODES`.

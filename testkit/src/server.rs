@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -221,9 +221,16 @@ impl RedisServer {
         connection.unwrap_or_else(|e| self.fail(&format!("cannot connect: {e}")))
     }
 
-    /// An async connection for assertions; panics with the log if it fails.
+    /// An async connection for assertions (5 s timeouts rather than redis-rs' 500 ms, which a
+    /// busy test machine can exceed); panics with the log if it fails.
     pub async fn async_conn(&self) -> redis::aio::MultiplexedConnection {
-        let connection = self.client().get_multiplexed_async_connection().await;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(IO_TIMEOUT))
+            .set_response_timeout(Some(IO_TIMEOUT));
+        let connection = self
+            .client()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
         connection.unwrap_or_else(|e| self.fail(&format!("cannot connect: {e}")))
     }
 
@@ -617,23 +624,20 @@ impl Config {
             .expect("redis-cli is looked up for TLS servers");
         let mut command = Command::new(redis_cli);
         command
-            .args(["--tls", "-h", "127.0.0.1", "-t", "1", "-p"])
+            .args(["--tls", "-h", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("--cacert")
             .arg(&files.ca_cert)
             .arg("--cert")
             .arg(&files.client_cert)
             .arg("--key")
-            .arg(&files.client_key);
+            .arg(&files.client_key)
+            .arg("PING");
         if let Some(password) = &self.password {
             // Through the environment, so the password is not in the process list.
             command.env("REDISCLI_AUTH", password);
         }
-        let output = command
-            .arg("PING")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+        let output = run_bounded(&mut command, IO_TIMEOUT)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         match stdout.trim() {
             "" => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
@@ -730,6 +734,31 @@ fn ready_reply(reply: &str) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Runs `command` to completion, killing it if it takes longer than `timeout` (redis-cli 7.0
+/// has no connect timeout of its own).
+fn run_bounded(command: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{:?} took longer than {timeout:?}",
+                command.get_program()
+            ));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    // The outputs are a line or two: they fit the pipe buffers, so waiting first cannot block.
+    child.wait_with_output().map_err(|e| e.to_string())
 }
 
 /// A command in RESP, the protocol clients speak.
