@@ -130,18 +130,10 @@ impl fmt::Display for UnresolvedNeed {
                 NeedKind::Pool => "extra_config.redis.connection_pools[]",
                 NeedKind::Cluster => "extra_config.redis.clusters[]",
             };
-            write!(f, "; no {} is configured: add one to {section}", self.kind)
+            write!(f, " (no {} is configured: add one to {section})", self.kind)
         } else {
-            write!(
-                f,
-                "; configured {}s: {}",
-                self.kind,
-                self.configured
-                    .iter()
-                    .map(|name| format!("`{name}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            let names: Vec<String> = self.configured.iter().map(|n| format!("`{n}`")).collect();
+            write!(f, " (configured {}s: {})", self.kind, names.join(", "))
         }
     }
 }
