@@ -146,6 +146,27 @@ fn stop_breaks_connections_and_restart_comes_back_on_the_same_port() {
 }
 
 #[test]
+fn a_server_that_exits_on_its_own_is_seen_as_stopped_and_can_be_restarted() {
+    let server = RedisServer::start();
+    let mut con = server.conn();
+    // The connection drops as the server exits, so the reply is an error.
+    let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut con);
+    wait_for("the server to exit", Duration::from_secs(5), || {
+        if server.is_running() {
+            Err("still running")
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(server.pid(), None);
+    server.restart();
+    assert_eq!(
+        query::<String>(&mut server.conn(), &mut redis::cmd("PING")),
+        "PONG"
+    );
+}
+
+#[test]
 fn persistence_keeps_data_across_restarts() {
     let server = RedisServer::builder().persistence(true).start();
     let mut con = server.conn();

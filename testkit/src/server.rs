@@ -22,8 +22,10 @@ use crate::wait::try_wait_for;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many fresh ports a first start tries when another process grabbed the port first.
 const PORT_ATTEMPTS: usize = 8;
-/// Connect, read and write timeout of the helper connections (`conn`, readiness probes).
+/// Connect, read and write timeout of the helper connections (`conn`, `async_conn`).
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one readiness probe; a probe that times out is simply repeated.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How much of the log a failing test prints.
 const LOG_TAIL_LINES: usize = 200;
 
@@ -246,16 +248,12 @@ impl RedisServer {
 
     /// The process id while the server runs.
     pub fn pid(&self) -> Option<u32> {
-        self.shared.lock().child.as_ref().map(Child::id)
+        self.shared.lock().running().map(|child| child.id())
     }
 
-    /// Whether the process is alive (it may have been stopped, or have crashed).
+    /// Whether the process is alive (it may have been stopped, or have exited on its own).
     pub fn is_running(&self) -> bool {
-        let mut state = self.shared.lock();
-        match state.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.shared.lock().running().is_some()
     }
 
     /// Kills the server (`SIGKILL`, like a crash) and waits for it to exit. Connections fail
@@ -429,6 +427,12 @@ struct State {
 }
 
 impl State {
+    /// The process, if it has not exited (reaping it if it has).
+    fn running(&mut self) -> Option<&mut Child> {
+        let child = self.child.as_mut()?;
+        matches!(child.try_wait(), Ok(None)).then_some(child)
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -595,12 +599,12 @@ impl Config {
 
     fn probe_plain(&self) -> Result<(), String> {
         let addr = SocketAddr::from((HOST, self.port));
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
         stream
-            .set_read_timeout(Some(IO_TIMEOUT))
+            .set_read_timeout(Some(PROBE_TIMEOUT))
             .map_err(|e| e.to_string())?;
         stream
-            .set_write_timeout(Some(IO_TIMEOUT))
+            .set_write_timeout(Some(PROBE_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let mut request = Vec::new();
         if let Some(password) = &self.password {
@@ -811,6 +815,43 @@ fn path_str(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_can_be_shared_across_threads_and_tasks() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<RedisServer>();
+        send_sync::<Restart>();
+    }
+
+    #[test]
+    fn a_port_taken_by_someone_else_is_reported_as_such() {
+        // What `start` retries on: another process bound the port after we probed it.
+        let taken = std::net::TcpListener::bind((HOST, 0)).unwrap();
+        let mut config = Config {
+            program: binary::require(REDIS_SERVER),
+            redis_cli: None,
+            dir: tempfile::tempdir().unwrap(),
+            port: taken.local_addr().unwrap().port(),
+            password: None,
+            acl_users: Vec::new(),
+            tls: None,
+            persistence: false,
+            cluster: false,
+            args: Vec::new(),
+        };
+        assert!(
+            matches!(config.spawn_and_wait(), Err(StartFailure::PortInUse)),
+            "{}",
+            config.log()
+        );
+        drop(taken);
+        config.port = port::free_port(false);
+        let mut child = config
+            .spawn_and_wait()
+            .unwrap_or_else(|_| panic!("{}", config.log()));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     #[test]
     fn quotes_survive_redis_argument_splitting() {
