@@ -5,7 +5,9 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use redplug::{BuildContext, DynMiddleware, NeedKind, RedisSelectors, Registration, Resolved};
+use redplug::{
+    BuildContext, DynMiddleware, Need, NeedKind, RedisSelectors, Registration, Resolved,
+};
 
 use crate::config::Config;
 use crate::error::{StartupError, UnresolvedNeed};
@@ -98,20 +100,29 @@ pub fn resolve(
 
 fn describe_missing(
     registration: &Registration,
-    need: &redplug::Need,
+    need: &Need,
     selectors: &RedisSelectors,
 ) -> UnresolvedNeed {
+    unresolved_need(
+        registration,
+        need,
+        &selectors.pool_names(),
+        &selectors.cluster_names(),
+    )
+}
+
+/// Describes `need` of `registration` as unresolved against the configured `pools` and
+/// `clusters` names: a near name of the same kind, or the same name configured as the other
+/// kind. Shared by startup and by `redplug check`, which resolves without connecting.
+pub fn unresolved_need(
+    registration: &Registration,
+    need: &Need,
+    pools: &[&str],
+    clusters: &[&str],
+) -> UnresolvedNeed {
     let (same, other, other_kind) = match need.kind {
-        NeedKind::Pool => (
-            selectors.pool_names(),
-            selectors.cluster_names(),
-            NeedKind::Cluster,
-        ),
-        NeedKind::Cluster => (
-            selectors.cluster_names(),
-            selectors.pool_names(),
-            NeedKind::Pool,
-        ),
+        NeedKind::Pool => (pools, clusters, NeedKind::Cluster),
+        NeedKind::Cluster => (clusters, pools, NeedKind::Pool),
     };
     UnresolvedNeed {
         plugin: registration.name.to_owned(),
@@ -119,9 +130,9 @@ fn describe_missing(
         field: need.field.to_owned(),
         kind: need.kind,
         name: need.name.to_owned(),
-        did_you_mean: closest(need.name, &same),
+        did_you_mean: closest(need.name, same),
         other_kind: other.contains(&need.name).then_some(other_kind),
-        configured: same.into_iter().map(str::to_owned).collect(),
+        configured: same.iter().map(|name| (*name).to_owned()).collect(),
     }
 }
 
