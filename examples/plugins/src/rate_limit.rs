@@ -1,0 +1,112 @@
+//! `rate_limit`: a fixed-window request limiter keyed by a request header.
+//!
+//! Shows a plugin with a typed config of its own: `#[plugin(config)]` deserializes
+//! `extra_config["plugin/redplug"]["rate_limit"]` with serde at startup, so a bad value stops
+//! the gateway with its JSON path instead of failing on the first request. The config may be
+//! left out; then [`RateLimitConfig::default`] applies.
+//!
+//! ```json
+//! "plugin/redplug": {
+//!   "rate_limit": { "limit": 100, "window": "1m", "key_header": "x-api-key" }
+//! }
+//! ```
+
+use std::time::Duration;
+
+use http::StatusCode;
+use http::header::RETRY_AFTER;
+use redplug::prelude::*;
+use redplug::redis;
+use redplug_runtime::duration::parse_duration;
+use serde::{Deserialize, Deserializer};
+
+/// Allows each client `limit` requests per `window` and answers the rest with
+/// `429 Too Many Requests` and a `retry-after` header.
+///
+/// Clients are told apart by the `key_header` request header; requests without it share one
+/// budget (`ratelimit:anonymous`), so leaving the header out is no way around the limit.
+#[derive(Plugin)]
+#[plugin(name = "rate_limit")]
+pub struct RateLimit {
+    #[redis_pool("ratelimit_counters")]
+    redis: RedisPool,
+    #[plugin(config)]
+    config: RateLimitConfig,
+}
+
+/// `extra_config["plugin/redplug"]["rate_limit"]`. Every key is optional; unknown keys are an
+/// error, so a misspelt option cannot silently fall back to its default.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per client per window (default 10).
+    pub limit: u64,
+    /// The window, as a Go duration such as `"1s"`, `"1m"` or `"1h30m"` (default `"1s"`).
+    #[serde(deserialize_with = "window")]
+    pub window: Duration,
+    /// The request header that identifies a client (default `x-client-id`).
+    pub key_header: String,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            limit: 10,
+            window: Duration::from_secs(1),
+            key_header: "x-client-id".to_owned(),
+        }
+    }
+}
+
+impl Middleware for RateLimit {
+    async fn on_request(&self, request: &mut Request) -> Result<Flow, PluginError> {
+        let client = request
+            .headers()
+            .get(&self.config.key_header)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("anonymous");
+        let key = format!("ratelimit:{client}");
+        let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
+
+        // One round trip, applied as a unit: count the request, start the window on its first
+        // request only (`NX`), and read how long the window has left. The window starts with the
+        // client's first request, so gateways with skewed clocks still agree.
+        let (count, ttl_ms): (u64, i64) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window_ms)
+            .arg("NX")
+            .ignore()
+            .cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        if count <= self.config.limit {
+            return Ok(Flow::Continue);
+        }
+
+        // `retry-after` is in whole seconds; round up so a client that obeys it is let in.
+        let retry_after = u64::try_from(ttl_ms).unwrap_or(0).div_ceil(1000).max(1);
+        let response = http::Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header(RETRY_AFTER, retry_after)
+            .body("rate limit exceeded\n".into())?;
+        Ok(Flow::Respond(response))
+    }
+}
+
+/// Reads `window` as a Go duration, the way every duration in the gateway config is written.
+fn window<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+
+    let text = String::deserialize(deserializer)?;
+    let duration = parse_duration(&text).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))?;
+    match duration.to_std() {
+        Some(window) if window >= Duration::from_millis(1) => Ok(window),
+        _ => Err(D::Error::custom(format!(
+            "{text:?} is not a usable window; write a positive duration such as \"1s\" or \"1m\""
+        ))),
+    }
+}
