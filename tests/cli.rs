@@ -122,7 +122,8 @@ fn a_misspelt_pool_name_fails_with_a_suggestion() {
     assert!(out.stderr.contains("plugin `counter`"), "{}", out.stderr);
     assert!(out.stderr.contains("field `redis`"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("did you mean `redis_at_eigth`?"),
+        out.stderr
+            .contains("the closest configured name is `redis_at_eigth`"),
         "{}",
         out.stderr
     );

@@ -247,7 +247,7 @@ async fn every_unresolved_name_is_reported_at_once_with_suggestions() {
     );
     assert_eq!(typo.did_you_mean.as_deref(), Some("redis_at_eight"));
     assert!(
-        rendered.contains("did you mean `redis_at_eight`?"),
+        rendered.contains("the closest configured name is `redis_at_eight`"),
         "{rendered}"
     );
 

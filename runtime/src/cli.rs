@@ -435,18 +435,8 @@ fn connections(redis: &RedisConfig) -> Vec<ConnectionInfo> {
 /// Resolves every need of every registered plugin against the names in the file, the way
 /// startup resolves them against the built connections, without connecting to anything.
 fn check_plugins(config: &Config, report: &mut CheckReport) {
-    let pools: Vec<&str> = config
-        .redis
-        .connection_pools
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    let clusters: Vec<&str> = config
-        .redis
-        .clusters
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let pools = config.redis.pool_names();
+    let clusters = config.redis.cluster_names();
     let registrations = registrations();
 
     if registrations.is_empty() {

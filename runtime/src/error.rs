@@ -123,7 +123,10 @@ impl fmt::Display for UnresolvedNeed {
             );
         }
         if let Some(guess) = &self.did_you_mean {
-            write!(f, "; did you mean `{guess}`?")?;
+            write!(
+                f,
+                "; the closest configured name is `{guess}`: make the attribute and the config agree"
+            )?;
         }
         if self.configured.is_empty() {
             let section = match self.kind {

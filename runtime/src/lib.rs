@@ -9,6 +9,8 @@ pub mod config;
 pub mod connect;
 pub mod duration;
 mod error;
+#[cfg(feature = "tower")]
+pub mod layer;
 pub mod maintenance;
 pub mod pipeline;
 pub mod pool;

@@ -265,18 +265,8 @@ fn check_names(
     registrations: &[&'static Registration],
     config: &Config,
 ) -> Result<(), StartupError> {
-    let pools: Vec<&str> = config
-        .redis
-        .connection_pools
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    let clusters: Vec<&str> = config
-        .redis
-        .clusters
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let pools = config.redis.pool_names();
+    let clusters = config.redis.cluster_names();
     let missing: Vec<_> = registrations
         .iter()
         .flat_map(|registration| {

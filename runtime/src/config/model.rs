@@ -26,6 +26,21 @@ pub struct RedisConfig {
     pub clusters: Vec<ClusterConfig>,
 }
 
+impl RedisConfig {
+    /// The names of every configured pool, in file order.
+    pub fn pool_names(&self) -> Vec<&str> {
+        self.connection_pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// The names of every configured cluster, in file order.
+    pub fn cluster_names(&self) -> Vec<&str> {
+        self.clusters.iter().map(|c| c.name.as_str()).collect()
+    }
+}
+
 /// One entry of `connection_pools[]`.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
