@@ -59,7 +59,8 @@ impl RedisServerBuilder {
         self
     }
 
-    /// Adds an ACL user with full access (`ACL SETUSER name on >password ~* &* +@all`).
+    /// Adds an ACL user with full access: the config-file form of
+    /// `ACL SETUSER name on >password ~* &* +@all`.
     pub fn acl_user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
         self.acl_users.push((name.into(), password.into()));
         self
@@ -266,9 +267,10 @@ impl RedisServer {
     /// there), stopping it first if it runs. Returns once it answers `PING`.
     pub fn restart(&self) {
         let mut state = self.shared.lock();
-        if let Err(reason) = self.shared.restart(&mut state) {
+        if let Err(message) = self.shared.restart(&mut state) {
             drop(state);
-            self.fail(&reason)
+            // The message carries the log already.
+            panic!("{message}")
         }
     }
 
