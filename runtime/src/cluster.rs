@@ -1,60 +1,200 @@
 //! Redis Cluster clients for `clusters[]` entries, behind the [`RedisCluster`] handle.
+//!
+//! A cluster is three things, all built from the same options:
+//!
+//! - the **shared connection**: one redis-rs cluster connection, opened at startup, that every
+//!   plain command on the handle goes through. It keeps one multiplexed socket per node, routes
+//!   each command by hash slot, follows `MOVED`/`ASK`, and refreshes its slot map when a node
+//!   fails or redirects;
+//! - **exclusive connections** for [`RedisCluster::get`]: a pool (bounded by `pool_size`, waited
+//!   for up to `pool_timeout`) of cluster connections of their own, without a reply timeout, for
+//!   blocking commands;
+//! - **node handles** for `cluster_node_for_key`: one [`RedisPool`] per master (see
+//!   [`topology`]).
+//!
+//! How each option is applied:
+//!
+//! | option | where |
+//! |---|---|
+//! | `addresses` | seed nodes; the rest of the cluster is discovered with `CLUSTER SLOTS` |
+//! | `user_name`, `password`, `client_name`, `tls`, `dial_timeout` | every node connection is dialed by redplug's own [`Connector`](crate::connect::Connector) (see [`dial`]): ACL `AUTH`, `CLIENT SETNAME`, our rustls settings (every `tls` key, including versions and `disable_system_ca_pool`), all within `dial_timeout` |
+//! | `max_redirects` | redis-rs' retry budget (see below); -1 gives 0: a `MOVED`/`ASK` reaches the caller |
+//! | `max_retries`, `min_retry_backoff`, `max_retry_backoff` | redplug's retry loop around each command, go-redis' policy and backoff |
+//! | `pool_size`, `max_active_conns`, `pool_timeout`, `conn_max_idle_time`, `conn_max_life_time` | the exclusive-connection pool and every node handle's pool |
+//! | `min_idle_conns`, `max_idle_conns` | node handles' pools (kept by [`maintenance`](crate::maintenance)) |
+//! | `opentelemetry` | a `redis.command` / `redis.pipeline` span per command on the handle and on node handles; node pools' connection gauges |
+//!
+//! Redirects and retries: go-redis' cluster client spends `max_redirects` on both redirects and
+//! retries of a failed node (its loop runs `max_redirects + 1` times), and each node client
+//! retries `max_retries` times on its own. redis-rs has a single budget for redirects and its own
+//! retries, so it gets `max_redirects`, with go-redis' backoff window (`min_retry_backoff`
+//! doubling up to `max_retry_backoff`); redplug then retries the failures go-redis retries up to
+//! `max_retries` times around it. The worst case is the same as go-redis':
+//! `(max_redirects + 1) × (max_retries + 1)` attempts.
+//!
+//! Multi-key commands: redis-rs would split `MGET`, `MSET`, `DEL`, `EXISTS`, `UNLINK` and
+//! `TOUCH` across slots and fan them out to several masters. redplug sends them whole to the
+//! slot of their first key, as go-redis does, so `MSET` stays atomic and keys in different slots
+//! get the server's `CROSSSLOT` error: use `{hashtag}`s to keep related keys together.
+//!
+//! Startup: the shared connection is opened before the runtime starts, so a cluster none of
+//! whose seeds answers stops the gateway with an error naming every address and why it failed,
+//! after about `dial_timeout` (an outer limit of twice `dial_timeout` plus the reply timeout
+//! guards the whole handshake).
+//!
+//! Known limits: the shared connection's one socket per node lives as long as the runtime
+//! (redis-rs repairs it when it breaks), so the idle and lifetime limits do not apply to it; the
+//! exclusive pool is not pre-warmed by `min_idle_conns`.
 
+mod dial;
+pub mod topology;
+
+use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, TimeoutType, Timeouts};
 use futures_util::future::BoxFuture;
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::aio::ConnectionLike;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection as RedisClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Arg, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline};
+use redis::{RedisError, RedisFuture, RedisResult, Value};
 use redplug::{ClusterBackend, NeedKind, PooledConnection, RedisCluster, RedisPool};
 
-use crate::config::ClusterConfig;
+use crate::config::{Address, ClusterConfig, ConnectionOptions};
 use crate::error::StartupError;
 use crate::pool::RESPONSE_TIMEOUT;
-use crate::retry::io_error;
+use crate::retry::{RetryPolicy, io_error, is_retryable};
+use crate::telemetry::Telemetry;
+use crate::tls;
+use dial::{Dial, NodeConn, Registration};
+use topology::{Reply, Topology, changes_topology};
 
-/// One cluster: a redis-rs cluster client built from the config, and its shared connection.
+type Connection = RedisClusterConnection<NodeConn>;
+
+/// One cluster: its shared connection, its exclusive-connection pool and its node handles.
+/// Implements the backend of [`RedisCluster`].
 pub struct ClusterEngine {
     name: Arc<str>,
-    client: ClusterClient,
-    shared: tokio::sync::OnceCell<ClusterConnection>,
+    /// `None` once closed.
+    shared: ArcSwapOption<Connection>,
+    exclusive: managed::Pool<ExclusiveManager>,
+    pool_timeout: Duration,
+    topology: Topology,
+    retry: RetryPolicy,
+    /// The most one command may take through redis-rs, redirects and its retries included.
+    attempt_timeout: Duration,
+    telemetry: Telemetry,
     closed: AtomicBool,
+    /// Keeps the dials reachable for redis-rs; dropped on close.
+    registrations: Mutex<Vec<Registration>>,
 }
 
 impl ClusterEngine {
-    /// Builds the client for `config`. Connections open on first use.
+    /// Builds the cluster for `config` and opens its shared connection: reaches a seed node,
+    /// reads the slot map and connects to every node.
     pub async fn new(config: &ClusterConfig) -> Result<Arc<Self>, StartupError> {
         let options = &config.options;
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let owner: Arc<str> = Arc::from(format!("cluster `{name}`"));
+        let tls = match &options.tls {
+            Some(settings) => Some(tokio_rustls::TlsConnector::from(
+                tls::client_config(settings).map_err(|source| StartupError::Tls {
+                    kind: NeedKind::Cluster,
+                    name: config.name.clone(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
         let setup = |message: String| StartupError::Setup {
             kind: NeedKind::Cluster,
             name: config.name.clone(),
             message,
         };
-        let seeds: Vec<String> = config
-            .addresses
-            .iter()
-            .map(|address| format!("redis://{address}"))
-            .collect();
-        let mut builder = redis::cluster::ClusterClientBuilder::new(seeds)
-            .connection_timeout(options.dial_timeout)
-            .response_timeout(RESPONSE_TIMEOUT)
-            .retries(options.retry.max_retries)
-            .min_retry_wait(options.retry.min_backoff.as_millis() as u64)
-            .max_retry_wait(options.retry.max_backoff.as_millis() as u64);
-        if let Some(user) = &options.user_name {
-            builder = builder.username(user.expose());
-        }
-        if let Some(password) = &options.password {
-            builder = builder.password(password.expose());
-        }
-        let client = builder.build().map_err(|error| setup(error.to_string()))?;
+
+        let shared_dial = Registration::new(Dial::new(
+            owner.clone(),
+            options,
+            tls.clone(),
+            Some(RESPONSE_TIMEOUT),
+        ));
+        let exclusive_dial = Registration::new(Dial::new(owner.clone(), options, tls, None));
+        let redirects = config.max_redirects.unwrap_or(0);
+        let attempt_timeout = attempt_timeout(options, redirects);
+        let shared_client =
+            client(config, &shared_dial, redirects).map_err(|e| setup(e.to_string()))?;
+        let exclusive_client =
+            client(config, &exclusive_dial, redirects).map_err(|e| setup(e.to_string()))?;
+
+        let connect_timeout = connect_timeout(options);
+        let shared = match tokio::time::timeout(
+            connect_timeout,
+            shared_client.get_async_generic_connection::<NodeConn>(),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => {
+                return Err(StartupError::Connect {
+                    kind: NeedKind::Cluster,
+                    name: config.name.clone(),
+                    source: startup_failure(
+                        config,
+                        shared_dial.dial(),
+                        Some(error),
+                        connect_timeout,
+                    ),
+                });
+            }
+            Err(_) => {
+                return Err(StartupError::Connect {
+                    kind: NeedKind::Cluster,
+                    name: config.name.clone(),
+                    source: startup_failure(config, shared_dial.dial(), None, connect_timeout),
+                });
+            }
+        };
+
+        let exclusive = managed::Pool::builder(ExclusiveManager {
+            client: exclusive_client,
+            owner: owner.clone(),
+            connect_timeout,
+            verify_timeout: options.dial_timeout.min(RESPONSE_TIMEOUT),
+            max_idle_time: options.conn_max_idle_time,
+            max_life_time: options.conn_max_life_time,
+        })
+        .max_size(options.max_connections())
+        .wait_timeout(Some(options.pool_timeout))
+        .create_timeout(None)
+        .recycle_timeout(None)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|error| setup(error.to_string()))?;
+
+        let topology = Topology::new(
+            name.clone(),
+            config.addresses.clone(),
+            options,
+            shared_dial.dial().clone(),
+        );
+        tracing::debug!(cluster = %name, seeds = config.addresses.len(), "cluster connected");
         Ok(Arc::new(Self {
-            name: Arc::from(config.name.as_str()),
-            client,
-            shared: tokio::sync::OnceCell::new(),
+            telemetry: Telemetry::new(name.clone(), &options.opentelemetry),
+            name,
+            shared: ArcSwapOption::from_pointee(shared),
+            exclusive,
+            pool_timeout: options.pool_timeout,
+            topology,
+            retry: options.retry.into(),
+            attempt_timeout,
             closed: AtomicBool::new(false),
+            registrations: Mutex::new(vec![shared_dial, exclusive_dial]),
         }))
     }
 
@@ -63,22 +203,143 @@ impl ClusterEngine {
         RedisCluster::from_backend(self.clone())
     }
 
-    /// Refuses further commands.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    async fn connection(&self) -> RedisResult<ClusterConnection> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(io_error(
-                io::ErrorKind::NotConnected,
-                format!("cluster `{}` is shut down: the runtime stopped", self.name),
-            ));
-        }
-        self.shared
-            .get_or_try_init(|| self.client.get_async_connection())
+    /// Closes every connection: the shared one, exclusive ones as they come back, and every
+    /// node handle's pool. Later commands fail with an error saying so.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.shared.store(None);
+        self.exclusive.close();
+        self.topology.close();
+        let registrations = match self.registrations.lock() {
+            Ok(mut registrations) => std::mem::take(&mut *registrations),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        drop(registrations);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn shut_down_error(&self) -> RedisError {
+        io_error(
+            io::ErrorKind::NotConnected,
+            format!("cluster `{}` is shut down: the runtime stopped", self.name),
+        )
+    }
+
+    /// Runs `attempt` on the shared connection with go-redis' retry policy. Server errors come
+    /// back from redis-rs as an `Err` once redis-rs spent its own budget on them, or as a
+    /// [`Value::ServerError`] reply it does not act on; with `retry_replies` the retryable ones
+    /// among the latter are retried too (not for pipelines, whose other commands succeeded).
+    async fn with_retries<T, F, Fut>(&self, retry_replies: bool, mut attempt: F) -> RedisResult<T>
+    where
+        T: Reply,
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let mut retry = 0;
+        loop {
+            let Some(shared) = self.shared.load_full() else {
+                return Err(self.shut_down_error());
+            };
+            let outcome = match tokio::time::timeout(
+                self.attempt_timeout,
+                attempt((*shared).clone()),
+            )
             .await
-            .cloned()
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(io_error(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "cluster `{}`: no reply within {:?}, redirects and reconnects included",
+                        self.name, self.attempt_timeout
+                    ),
+                )),
+            };
+            let (error, reply) = match outcome {
+                Ok(reply) => match reply.server_error() {
+                    Some(error) => (error, Some(reply)),
+                    None => return Ok(reply),
+                },
+                Err(error) => (error, None),
+            };
+            if changes_topology(&error) {
+                self.topology.mark_stale();
+            }
+            if self.is_closed() {
+                return Err(self.shut_down_error());
+            }
+            let retryable = worth_retrying(&error) && (reply.is_none() || retry_replies);
+            if retry >= self.retry.max_retries || !retryable {
+                return match reply {
+                    // The caller turns the reply into its error, as it would without us.
+                    Some(reply) => Ok(reply),
+                    None => Err(self.annotate(error)),
+                };
+            }
+            retry += 1;
+            let wait = self.retry.backoff(retry);
+            tracing::debug!(cluster = %self.name, retry, ?wait, %error, "retrying a failed command");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Names the cluster in network failures the caller would otherwise see bare. Server
+    /// replies (`CROSSSLOT`, `MOVED`, `WRONGTYPE`) pass through untouched.
+    fn annotate(&self, error: RedisError) -> RedisError {
+        let message = error.to_string();
+        if error.kind() != ErrorKind::Io && error.kind() != ErrorKind::ClusterConnectionNotFound
+            || message.contains(&*self.name)
+        {
+            return error;
+        }
+        let kind = if error.is_timeout() {
+            io::ErrorKind::TimedOut
+        } else {
+            io::ErrorKind::ConnectionReset
+        };
+        io_error(kind, format!("cluster `{}`: {message}", self.name))
+    }
+
+    fn checkout_error(&self, error: PoolError<RedisError>) -> RedisError {
+        match error {
+            PoolError::Backend(error)
+            | PoolError::PostCreateHook(managed::HookError::Backend(error)) => error,
+            PoolError::Timeout(TimeoutType::Wait) => {
+                let status = self.exclusive.status();
+                io_error(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "cluster `{}`: no exclusive connection became free within pool_timeout \
+                         ({:?}): all {} are checked out and {} other tasks are waiting; raise \
+                         `pool_size` or hold exclusive connections for less time",
+                        self.name,
+                        self.pool_timeout,
+                        status.max_size,
+                        status.waiting.saturating_sub(1),
+                    ),
+                )
+            }
+            PoolError::Closed => self.shut_down_error(),
+            other => io_error(
+                io::ErrorKind::Other,
+                format!("cluster `{}`: checkout failed: {other}", self.name),
+            ),
+        }
+    }
+}
+
+impl Drop for ClusterEngine {
+    fn drop(&mut self) {
+        // Node handles held by plugins outlive the engine; their maintenance must not.
+        self.topology.close();
     }
 }
 
@@ -88,10 +349,11 @@ impl ClusterBackend for ClusterEngine {
     }
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let mut conn = self.connection().await?;
-            redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd).await
-        })
+        let run = self.with_retries(
+            true,
+            move |mut conn| async move { route(&mut conn, cmd).await },
+        );
+        self.telemetry.command(cmd, run)
     }
 
     fn send_pipeline<'a>(
@@ -100,30 +362,292 @@ impl ClusterBackend for ClusterEngine {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let mut conn = self.connection().await?;
-            redis::aio::ConnectionLike::req_packed_commands(&mut conn, pipeline, offset, count)
-                .await
-        })
+        let run = self.with_retries(false, move |mut conn| async move {
+            conn.req_packed_commands(pipeline, offset, count).await
+        });
+        self.telemetry.pipeline(pipeline, run)
     }
 
     fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
         Box::pin(async move {
-            let conn = self.client.get_async_connection().await?;
-            Ok(PooledConnection::new(Box::new(conn)))
+            if self.is_closed() {
+                return Err(self.shut_down_error());
+            }
+            let timeouts = Timeouts {
+                wait: Some(self.pool_timeout),
+                create: None,
+                recycle: None,
+            };
+            let object = self
+                .exclusive
+                .timeout_get(&timeouts)
+                .await
+                .map_err(|error| self.checkout_error(error))?;
+            Ok(PooledConnection::new(Box::new(Exclusive { object })))
         })
     }
 
     fn node_for_key<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, RedisResult<Option<RedisPool>>> {
-        let _ = key;
         Box::pin(async move {
-            Err(io_error(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "cluster `{}`: node_for_key is not implemented yet",
-                    self.name
-                ),
-            ))
+            if self.is_closed() {
+                return Err(self.shut_down_error());
+            }
+            self.topology.node_for_key(key).await
         })
+    }
+}
+
+/// Failures go-redis retries, plus redis-rs' "no connection to any node right now", which is
+/// just as transient.
+fn worth_retrying(error: &RedisError) -> bool {
+    is_retryable(error) || error.kind() == ErrorKind::ClusterConnectionNotFound
+}
+
+/// Commands redis-rs would split per slot and fan out to several masters.
+const SPLIT_BY_REDIS_RS: [&[u8]; 9] = [
+    b"MGET",
+    b"MSET",
+    b"DEL",
+    b"EXISTS",
+    b"UNLINK",
+    b"TOUCH",
+    b"WATCH",
+    b"JSON.MGET",
+    b"JSON.MSET",
+];
+
+/// Sends `cmd` where go-redis would: multi-key commands whole to their first key's slot, all
+/// others as redis-rs routes them.
+async fn route(conn: &mut Connection, cmd: &Cmd) -> RedisResult<Value> {
+    match first_key_route(cmd) {
+        Some(routing) => conn.route_command(cmd.clone(), routing).await,
+        None => conn.req_packed_command(cmd).await,
+    }
+}
+
+fn first_key_route(cmd: &Cmd) -> Option<RoutingInfo> {
+    let mut args = cmd.args_iter();
+    let Some(Arg::Simple(name)) = args.next() else {
+        return None;
+    };
+    if !SPLIT_BY_REDIS_RS
+        .iter()
+        .any(|split| split.eq_ignore_ascii_case(name))
+    {
+        return None;
+    }
+    let Some(Arg::Simple(key)) = args.next() else {
+        return None;
+    };
+    Some(RoutingInfo::SingleNode(
+        SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)),
+    ))
+}
+
+/// A redis-rs cluster client whose node connections go through `registration`'s dial.
+fn client(
+    config: &ClusterConfig,
+    registration: &Registration,
+    redirects: u32,
+) -> RedisResult<ClusterClient> {
+    let retry = &config.options.retry;
+    let min_ms = u64::try_from(retry.min_backoff.as_millis()).unwrap_or(u64::MAX);
+    let max_ms = u64::try_from(retry.max_backoff.as_millis()).unwrap_or(u64::MAX);
+    let seeds: Vec<ConnectionInfo> = config
+        .addresses
+        .iter()
+        .map(|address| {
+            ConnectionAddr::Tcp(address.host.clone(), address.port).into_connection_info()
+        })
+        .collect::<RedisResult<_>>()?;
+    ClusterClientBuilder::new(seeds)
+        // Not a database: the key under which our dial is registered (see `dial`).
+        .database_id(registration.token())
+        .retries(redirects)
+        // redis-rs waits rand[min, min(max, factor * base^retry)) ms: with factor = min and
+        // base 2 that is go-redis' window, min + rand[0, min * 2^retry), capped at max.
+        .min_retry_wait(min_ms)
+        .max_retry_wait(max_ms)
+        .retry_wait_formula(min_ms.max(1), 2)
+        .connection_timeout(config.options.dial_timeout)
+        .response_timeout(RESPONSE_TIMEOUT)
+        // redplug bounds each command itself, with a message naming the cluster.
+        .overall_response_timeout(None)
+        .build()
+}
+
+/// The most one command may take through redis-rs: each of its `redirects + 1` tries may dial
+/// a node and wait for a reply, with a backoff in between.
+fn attempt_timeout(options: &ConnectionOptions, redirects: u32) -> Duration {
+    let tries = redirects.saturating_add(1);
+    (options.dial_timeout + RESPONSE_TIMEOUT) * tries + options.retry.max_backoff * redirects
+}
+
+/// The most opening a cluster connection may take: dialing the seeds, reading the slot map,
+/// dialing the nodes it names.
+fn connect_timeout(options: &ConnectionOptions) -> Duration {
+    options.dial_timeout * 2 + RESPONSE_TIMEOUT
+}
+
+/// The startup error: every seed address, with why it could not be used.
+fn startup_failure(
+    config: &ClusterConfig,
+    dial: &Dial,
+    error: Option<RedisError>,
+    limit: Duration,
+) -> RedisError {
+    let mut unreachable = 0;
+    let seeds: String = config
+        .addresses
+        .iter()
+        .map(|address: &Address| match dial.failure(address) {
+            Some(why) => {
+                unreachable += 1;
+                if why.contains(&address.to_string()) {
+                    format!("\n  - {why}")
+                } else {
+                    format!("\n  - {address}: {why}")
+                }
+            }
+            None => format!("\n  - {address}: reached"),
+        })
+        .collect();
+    let what = match error {
+        Some(_) if unreachable == config.addresses.len() => "no seed node could be used".to_owned(),
+        Some(error) => format!("the cluster's topology could not be read: {error}"),
+        None => format!("the cluster's topology was not read within {limit:?}"),
+    };
+    io_error(
+        io::ErrorKind::NotConnected,
+        format!(
+            "{what}; seed nodes tried (dial_timeout {:?}):{seeds}",
+            config.options.dial_timeout
+        ),
+    )
+}
+
+/// Opens and verifies the cluster connections behind [`RedisCluster::get`].
+struct ExclusiveManager {
+    client: ClusterClient,
+    owner: Arc<str>,
+    connect_timeout: Duration,
+    verify_timeout: Duration,
+    max_idle_time: Option<Duration>,
+    max_life_time: Option<Duration>,
+}
+
+impl managed::Manager for ExclusiveManager {
+    type Type = Connection;
+    type Error = RedisError;
+
+    async fn create(&self) -> RedisResult<Connection> {
+        match tokio::time::timeout(
+            self.connect_timeout,
+            self.client.get_async_generic_connection::<NodeConn>(),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(io_error(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{}: opening an exclusive connection took longer than {:?}",
+                    self.owner, self.connect_timeout
+                ),
+            )),
+        }
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Connection,
+        metrics: &Metrics,
+    ) -> managed::RecycleResult<RedisError> {
+        if self.max_life_time.is_some_and(|max| metrics.age() >= max) {
+            return Err(RecycleError::message("reached conn_max_life_time"));
+        }
+        if self
+            .max_idle_time
+            .is_some_and(|max| metrics.last_used() >= max)
+        {
+            return Err(RecycleError::message("idle longer than conn_max_idle_time"));
+        }
+        // UNWATCH goes to every master: it drops any WATCH the last user left behind and proves
+        // that each node still answers.
+        let unwatch = redis::cmd("UNWATCH");
+        match tokio::time::timeout(self.verify_timeout, conn.req_packed_command(&unwatch)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(RecycleError::Backend(error)),
+            Err(_) => Err(RecycleError::message("UNWATCH got no reply in time")),
+        }
+    }
+}
+
+/// A cluster connection checked out for one task; returned to the pool on drop.
+struct Exclusive {
+    object: Object<ExclusiveManager>,
+}
+
+impl ConnectionLike for Exclusive {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(route(&mut self.object, cmd))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.object.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(args: &[&str]) -> Option<RoutingInfo> {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        first_key_route(&cmd)
+    }
+
+    fn to_slot_of(key: &str) -> Option<RoutingInfo> {
+        Some(RoutingInfo::SingleNode(
+            SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)),
+        ))
+    }
+
+    #[test]
+    fn multi_key_commands_go_to_their_first_key() {
+        assert_eq!(routed(&["MSET", "a", "1", "b", "2"]), to_slot_of("a"));
+        assert_eq!(routed(&["mget", "x", "y"]), to_slot_of("x"));
+        assert_eq!(routed(&["Del", "k"]), to_slot_of("k"));
+    }
+
+    #[test]
+    fn other_commands_keep_redis_rs_routing() {
+        assert_eq!(routed(&["GET", "a"]), None);
+        assert_eq!(routed(&["PING"]), None);
+        assert_eq!(routed(&["MGET"]), None, "no key: redis-rs decides");
+    }
+
+    #[test]
+    fn timeouts_grow_with_redirects() {
+        let options = ConnectionOptions::default();
+        let none = attempt_timeout(&options, 0);
+        assert_eq!(none, options.dial_timeout + RESPONSE_TIMEOUT);
+        assert!(attempt_timeout(&options, 3) > none * 4);
+        assert_eq!(
+            connect_timeout(&options),
+            options.dial_timeout * 2 + RESPONSE_TIMEOUT
+        );
     }
 }
