@@ -633,6 +633,10 @@ async fn every_cluster_option_is_honoured() {
     let spans = SpanLog::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    // Node handles' maintenance publishes gauges from tasks on this (the test's only) thread.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
     bounded(async {
         let cluster = RedisCluster::builder()
             .password("s3cret")
@@ -644,13 +648,15 @@ async fn every_cluster_option_is_honoured() {
             "client_name": "redplug-sessions",
             "pool_size": 2,
             "pool_timeout": "300ms",
+            "min_idle_conns": 1,
             "opentelemetry": { "traces_static_attributes": [{ "key": "team", "value": "edge" }] },
         });
         options
             .as_object_mut()
             .unwrap()
             .extend(login.as_object().unwrap().clone());
-        let mut quiet = json!({ "opentelemetry": { "disable_traces": true } });
+        let mut quiet =
+            json!({ "opentelemetry": { "disable_traces": true, "disable_metrics": true } });
         quiet
             .as_object_mut()
             .unwrap()
@@ -738,6 +744,18 @@ async fn every_cluster_option_is_honoured() {
             .unwrap()
             .unwrap();
         assert_eq!(node.status().max_size, 2);
+        // min_idle_conns: maintenance keeps one idle connection beside the shared one.
+        wait_for_async("an idle node connection", Duration::from_secs(10), || {
+            let status = node.status();
+            async move {
+                if status.idle >= 1 {
+                    Ok(())
+                } else {
+                    Err(format!("{status:?}"))
+                }
+            }
+        })
+        .await;
         let whoami: String = redis::cmd("ACL")
             .arg("WHOAMI")
             .query_async(&mut node.clone())
@@ -768,6 +786,39 @@ async fn every_cluster_option_is_honoured() {
         assert!(
             !ours.iter().any(|s| s.contains("redis.pool=quiet")),
             "disable_traces: {ours:#?}"
+        );
+        // ... and connection gauges for node handles, unless disabled.
+        let quiet_node = runtime
+            .selectors()
+            .cluster_node_for_key("quiet", "jobs")
+            .await
+            .unwrap()
+            .unwrap();
+        let (): () = quiet_node.clone().set("{jobs}:quiet", 1).await.unwrap();
+        let gauges = wait_for_async("node pool gauges", Duration::from_secs(10), || {
+            let snapshot = snapshotter.snapshot().into_vec();
+            async move {
+                let pools: BTreeSet<String> = snapshot
+                    .iter()
+                    .flat_map(|(key, ..)| {
+                        key.key()
+                            .labels()
+                            .map(|l| format!("{}={}", l.key(), l.value()))
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|label| label.starts_with("pool="))
+                    .collect();
+                if pools.iter().any(|p| p.contains("sessions@")) {
+                    Ok(pools)
+                } else {
+                    Err(format!("{pools:?}"))
+                }
+            }
+        })
+        .await;
+        assert!(
+            !gauges.iter().any(|p| p.contains("quiet@")),
+            "disable_metrics: {gauges:?}"
         );
 
         // Wrong credentials stop the runtime at startup, naming the cluster and the cause.

@@ -17,7 +17,7 @@
 //! | option | where |
 //! |---|---|
 //! | `addresses` | seed nodes; the rest of the cluster is discovered with `CLUSTER SLOTS` |
-//! | `user_name`, `password`, `client_name`, `tls`, `dial_timeout` | every node connection is dialed by redplug's own [`Connector`](crate::connect::Connector) (see [`dial`]): ACL `AUTH`, `CLIENT SETNAME`, our rustls settings (every `tls` key, including versions and `disable_system_ca_pool`), all within `dial_timeout` |
+//! | `user_name`, `password`, `client_name`, `tls`, `dial_timeout` | every node connection is dialed by redplug's own [`Connector`](crate::connect::Connector) (see the `dial` module): ACL `AUTH`, `CLIENT SETNAME`, our rustls settings (every `tls` key, including versions and `disable_system_ca_pool`), all within `dial_timeout` |
 //! | `max_redirects` | redis-rs' retry budget (see below); -1 gives 0: a `MOVED`/`ASK` reaches the caller |
 //! | `max_retries`, `min_retry_backoff`, `max_retry_backoff` | redplug's retry loop around each command, go-redis' policy and backoff |
 //! | `pool_size`, `max_active_conns`, `pool_timeout`, `conn_max_idle_time`, `conn_max_life_time` | the exclusive-connection pool and every node handle's pool |
