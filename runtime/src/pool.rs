@@ -370,7 +370,7 @@ impl PoolBackend for PoolEngine {
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let run = self.with_retries(self.retry.max_retries, move |mut conn| async move {
-            conn.send_packed_command(cmd).await
+            conn.send_packed_command(cmd).await.and_then(retry_reply)
         });
         self.telemetry.command(cmd, run)
     }
@@ -389,7 +389,9 @@ impl PoolBackend for PoolEngine {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         let run = self.with_retries(self.retry.max_retries, move |mut conn| async move {
-            conn.send_packed_commands(pipeline, offset, count).await
+            conn.send_packed_commands(pipeline, offset, count)
+                .await
+                .and_then(retry_replies)
         });
         self.telemetry.pipeline(pipeline, run)
     }
@@ -417,6 +419,32 @@ impl PoolBackend for PoolEngine {
             in_use: status.size - status.available,
             waiting: status.waiting,
         }
+    }
+}
+
+/// redis-rs hands a command's error reply back as `Ok(Value::ServerError)`, so the retry loop
+/// would never see `LOADING`, `READONLY` and the other "not now" replies: turn those into
+/// errors. Other error replies stay values, as the caller would get them without retries.
+fn retry_reply(value: Value) -> RedisResult<Value> {
+    match &value {
+        Value::ServerError(reply) => {
+            let error = RedisError::from(reply.clone());
+            if is_retryable(&error) {
+                Err(error)
+            } else {
+                Ok(value)
+            }
+        }
+        _ => Ok(value),
+    }
+}
+
+/// A pipeline is retried when its first error reply is one a single command would be
+/// retried for, as go-redis decides for pipelines.
+fn retry_replies(values: Vec<Value>) -> RedisResult<Vec<Value>> {
+    match values.iter().find(|v| matches!(v, Value::ServerError(_))) {
+        Some(first) => retry_reply(first.clone()).map(|_| values),
+        None => Ok(values),
     }
 }
 
@@ -492,4 +520,41 @@ fn gone() -> RedisError {
         io::ErrorKind::NotConnected,
         "the connection was already returned".into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(text: &str) -> Value {
+        redis::parse_redis_value(format!("-{text}\r\n").as_bytes()).expect("an error reply")
+    }
+
+    #[test]
+    fn transient_error_replies_become_retryable_errors() {
+        for transient in [
+            "LOADING Redis is loading the dataset in memory",
+            "READONLY You can't write against a read only replica.",
+            "ERR max number of clients reached",
+        ] {
+            let error = retry_reply(reply(transient)).expect_err(transient);
+            assert!(is_retryable(&error), "{transient}");
+        }
+    }
+
+    #[test]
+    fn final_error_replies_and_values_pass_through() {
+        let wrongtype = reply("WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert_eq!(retry_reply(wrongtype.clone()).unwrap(), wrongtype);
+        assert_eq!(retry_reply(Value::Int(3)).unwrap(), Value::Int(3));
+    }
+
+    #[test]
+    fn a_pipeline_is_retried_for_its_first_error_only() {
+        let loading = reply("LOADING Redis is loading the dataset in memory");
+        let wrongtype = reply("WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert!(retry_replies(vec![Value::Okay, loading.clone()]).is_err());
+        let first_final = vec![wrongtype, loading];
+        assert_eq!(retry_replies(first_final.clone()).unwrap(), first_final);
+    }
 }
