@@ -110,6 +110,9 @@ struct Lane {
 struct LaneConn {
     generation: u64,
     conn: redis::aio::MultiplexedConnection,
+    /// The pool connection behind `conn`, to see that the server closed it before a command
+    /// is written to it.
+    link: Connection,
     object: std::sync::Mutex<Option<Object<Manager>>>,
     broken: AtomicBool,
     created: Instant,
@@ -229,11 +232,11 @@ impl PoolEngine {
 
     /// The lane's current connection, dialing or checking one out when there is none.
     async fn lane(&self) -> RedisResult<Arc<LaneConn>> {
-        if let Some(current) = self.lane.current.load_full() {
+        if let Some(current) = self.live_lane() {
             return Ok(current);
         }
         let _turn = self.lane.reconnect.lock().await;
-        if let Some(current) = self.lane.current.load_full() {
+        if let Some(current) = self.live_lane() {
             return Ok(current);
         }
         if self.is_closed() {
@@ -245,6 +248,7 @@ impl PoolEngine {
         let lane = Arc::new(LaneConn {
             generation: self.lane.generation.fetch_add(1, Ordering::Relaxed),
             conn,
+            link: Connection::clone(&object),
             object: std::sync::Mutex::new(Some(object)),
             broken: AtomicBool::new(false),
             created: Instant::now(),
@@ -252,6 +256,18 @@ impl PoolEngine {
         });
         self.lane.current.store(Some(lane.clone()));
         Ok(lane)
+    }
+
+    /// The lane's current connection unless the server closed it while it sat idle (a restart,
+    /// `CLIENT KILL`, an idle timeout): writing to it would fail a command that never reached
+    /// the server, and `query_once` could not even retry it.
+    fn live_lane(&self) -> Option<Arc<LaneConn>> {
+        let current = self.lane.current.load_full()?;
+        if current.link.is_closed() {
+            self.invalidate(&current);
+            return None;
+        }
+        Some(current)
     }
 
     /// Drops the lane's connection if it is still `failed`, so the next attempt gets another.
