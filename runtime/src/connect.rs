@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
@@ -26,6 +27,8 @@ pub struct Connector {
     client_name: Option<String>,
     dial_timeout: Duration,
     tls: Option<TlsConnector>,
+    /// Turns true when the owner shuts down; every connection opened here closes then.
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Connector {
@@ -51,7 +54,15 @@ impl Connector {
             client_name: options.client_name.clone(),
             dial_timeout: options.dial_timeout,
             tls,
+            shutdown: None,
         }
+    }
+
+    /// Closes every connection this connector opens once `shutdown` turns true, including
+    /// those checked out at the time, which their holders would otherwise keep open.
+    pub fn closing_on(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     /// The server this connector dials.
@@ -97,7 +108,23 @@ impl Connector {
                 (conn, Box::pin(driver) as BoxFuture<'static, ()>)
             }
         };
-        let driver = tokio::spawn(driver).abort_handle();
+        let driver = match self.shutdown.clone() {
+            Some(mut shutdown) => tokio::spawn(async move {
+                let closed = async {
+                    // A dropped sender means the owner is gone without shutting down: keep
+                    // serving whoever still holds the connection.
+                    if shutdown.wait_for(|closed| *closed).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    () = driver => {}
+                    () = closed => {}
+                }
+            }),
+            None => tokio::spawn(driver),
+        }
+        .abort_handle();
         let driver = DriverGuard(driver);
         if let Some(name) = &self.client_name {
             redis::cmd("CLIENT")

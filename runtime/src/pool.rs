@@ -95,6 +95,8 @@ pub struct PoolEngine {
     pool_timeout: Duration,
     telemetry: Telemetry,
     closed: AtomicBool,
+    /// Set by [`PoolEngine::close`]; ends the socket of every connection, checked out or not.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// The connection every plain command shares, replaced when it breaks or expires.
@@ -137,8 +139,9 @@ impl PoolEngine {
     /// that maintenance opens.
     pub fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
         let options = &config.options;
+        let (shutdown, closing) = tokio::sync::watch::channel(false);
         let manager = Manager {
-            connector,
+            connector: connector.closing_on(closing),
             max_idle_time: options.conn_max_idle_time,
             max_life_time: options.conn_max_life_time,
             verify_timeout: options.dial_timeout.min(RESPONSE_TIMEOUT),
@@ -162,6 +165,7 @@ impl PoolEngine {
             retry: options.retry.into(),
             pool_timeout: options.pool_timeout,
             closed: AtomicBool::new(false),
+            shutdown,
         }))
     }
 
@@ -185,11 +189,13 @@ impl PoolEngine {
         &self.telemetry
     }
 
-    /// Closes every connection; later commands fail with an error saying so.
+    /// Closes every connection, including the shared lane's and those checked out; commands
+    /// in flight and later fail with an error saying the pool is shut down.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.lane.current.store(None);
         self.pool.close();
+        self.shutdown.send_replace(true);
     }
 
     /// Whether [`PoolEngine::close`] ran.
@@ -224,10 +230,7 @@ impl PoolEngine {
     }
 
     fn shut_down_error(&self) -> RedisError {
-        io_error(
-            io::ErrorKind::NotConnected,
-            format!("pool `{}` is shut down: the runtime stopped", self.name),
-        )
+        shut_down_error(&self.name)
     }
 
     /// The lane's current connection, dialing or checking one out when there is none.
@@ -421,6 +424,8 @@ impl PoolBackend for PoolEngine {
             Ok(PooledConnection::new(Box::new(Exclusive {
                 object: Some(object),
                 broken: false,
+                pool: self.name.clone(),
+                shutdown: self.shutdown.subscribe(),
             })))
         })
     }
@@ -468,17 +473,30 @@ fn retry_replies(values: Vec<Value>) -> RedisResult<Vec<Value>> {
 struct Exclusive {
     object: Option<Object<Manager>>,
     broken: bool,
+    pool: Arc<str>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Exclusive {
-    fn conn(&mut self) -> Option<&mut redis::aio::MultiplexedConnection> {
-        self.object.as_mut().map(|object| &mut object.conn)
+    fn conn(&mut self) -> RedisResult<&mut redis::aio::MultiplexedConnection> {
+        if *self.shutdown.borrow() {
+            return Err(shut_down_error(&self.pool));
+        }
+        self.object
+            .as_mut()
+            .map(|object| &mut object.conn)
+            .ok_or_else(gone)
     }
 
-    fn note(&mut self, error: &RedisError) {
-        if breaks_connection(error) {
+    /// Marks the connection broken after `error`; says so when shutdown is what broke it.
+    fn note(&mut self, error: RedisError) -> RedisError {
+        if breaks_connection(&error) {
             self.broken = true;
         }
+        if *self.shutdown.borrow() {
+            return shut_down_error(&self.pool);
+        }
+        error
     }
 }
 
@@ -495,14 +513,8 @@ impl Drop for Exclusive {
 impl ConnectionLike for Exclusive {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let Some(conn) = self.conn() else {
-                return Err(gone());
-            };
-            let result = conn.send_packed_command(cmd).await;
-            if let Err(error) = &result {
-                self.note(error);
-            }
-            result
+            let result = self.conn()?.send_packed_command(cmd).await;
+            result.map_err(|error| self.note(error))
         })
     }
 
@@ -513,14 +525,11 @@ impl ConnectionLike for Exclusive {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let Some(conn) = self.conn() else {
-                return Err(gone());
-            };
-            let result = conn.send_packed_commands(pipeline, offset, count).await;
-            if let Err(error) = &result {
-                self.note(error);
-            }
-            result
+            let result = self
+                .conn()?
+                .send_packed_commands(pipeline, offset, count)
+                .await;
+            result.map_err(|error| self.note(error))
         })
     }
 
@@ -529,6 +538,13 @@ impl ConnectionLike for Exclusive {
             .as_ref()
             .map_or(0, |object| object.conn.get_db())
     }
+}
+
+fn shut_down_error(pool: &str) -> RedisError {
+    io_error(
+        io::ErrorKind::NotConnected,
+        format!("pool `{pool}` is shut down: the runtime stopped"),
+    )
 }
 
 fn gone() -> RedisError {
