@@ -3,19 +3,23 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Address, ConnectionOptions};
-use crate::retry::io_error;
+use crate::retry::{io_error, is_max_clients};
 use crate::tls;
+
+/// How long [`Connector::refusal`] listens for a server's reason to hang up.
+const REFUSAL_WAIT: Duration = Duration::from_millis(250);
 
 /// Everything needed to open one more connection to one server.
 #[derive(Clone)]
@@ -72,8 +76,21 @@ impl Connector {
 
     /// Opens and sets up one connection, failing after `dial_timeout`.
     pub async fn connect(&self) -> RedisResult<Connection> {
+        let started = Instant::now();
         match tokio::time::timeout(self.dial_timeout, self.connect_unbounded()).await {
-            Ok(result) => result.map_err(|error| self.describe(error)),
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => {
+                let hung_up = error.is_connection_dropped()
+                    && !error.is_connection_refusal()
+                    && !error.is_timeout();
+                let reason = if hung_up {
+                    let budget = self.dial_timeout.saturating_sub(started.elapsed());
+                    self.refusal(budget).await
+                } else {
+                    None
+                };
+                Err(self.describe(error, reason))
+            }
             Err(_) => Err(io_error(
                 io::ErrorKind::TimedOut,
                 format!(
@@ -139,15 +156,58 @@ impl Connector {
         })
     }
 
-    fn describe(&self, error: RedisError) -> RedisError {
+    /// What a server that hung up on a new connection said first. A server at its
+    /// `maxclients` limit (or in protected mode) writes its reason and closes, and the reply
+    /// to our handshake, already sent, is then a bare reset. One more connection that only
+    /// listens reads the reason. Not for TLS, where the reason would come inside the session.
+    async fn refusal(&self, budget: Duration) -> Option<String> {
+        if self.tls.is_some() {
+            return None;
+        }
+        let listen = async {
+            let address = (self.address.host.as_str(), self.address.port);
+            let mut tcp = TcpStream::connect(address).await.ok()?;
+            let mut reply = [0u8; 256];
+            let read = tcp.read(&mut reply).await.ok()?;
+            let reply = std::str::from_utf8(&reply[..read]).ok()?;
+            reply
+                .strip_prefix('-')
+                .map(|line| line.trim_end().to_owned())
+        };
+        tokio::time::timeout(budget.min(REFUSAL_WAIT), listen)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn describe(&self, error: RedisError, refusal: Option<String>) -> RedisError {
         let kind = match error.kind() {
             redis::ErrorKind::Io => io_kind(&error),
             _ => io::ErrorKind::Other,
         };
+        let max_clients = "; the server is at its `maxclients` limit: close clients elsewhere, \
+                           lower `pool_size`, or raise maxclients on the server";
+        if let Some(reason) = refusal {
+            // Still a network failure, so it is retried as one.
+            let hint = if reason.contains("max number of clients") {
+                max_clients
+            } else {
+                ""
+            };
+            return io_error(
+                kind,
+                format!(
+                    "{}: {} refused the connection: {reason} ({error}){hint}",
+                    self.owner, self.address
+                ),
+            );
+        }
         let hint = if is_auth_failure(&error) {
             "; check `user_name` and `password`"
         } else if error.is_connection_refusal() {
             "; is the server running and is the address right?"
+        } else if is_max_clients(&error) {
+            max_clients
         } else {
             ""
         };
