@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 
 async fn bounded<T>(test: impl Future<Output = T>) -> T {
+    span_log();
     tokio::time::timeout(TEST_LIMIT, test)
         .await
         .unwrap_or_else(|_| panic!("the test did not finish within {TEST_LIMIT:?}"))
@@ -598,9 +599,25 @@ async fn retries_and_redirect_budget_ride_out_clusterdown() {
     .await;
 }
 
-/// Records the spans opened while it is the default subscriber.
+/// Records every span opened in this test binary.
 #[derive(Clone, Default)]
 struct SpanLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+/// The span log, installed as the global subscriber before any test opens a span. A global
+/// subscriber rather than a per-thread one: tracing caches per call site whether anyone is
+/// interested, and tests running in parallel can race a thread-local subscriber out of that
+/// cache. Tests tell their spans apart by the cluster names they use.
+fn span_log() -> SpanLog {
+    use tracing_subscriber::layer::SubscriberExt;
+    static LOG: std::sync::OnceLock<SpanLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = SpanLog::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(log.clone()))
+            .expect("no other global subscriber in this test binary");
+        log
+    })
+    .clone()
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanLog {
     fn on_new_span(
@@ -629,10 +646,7 @@ async fn clients(node: &RedisServer) -> Vec<String> {
 
 #[tokio::test]
 async fn every_cluster_option_is_honoured() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let spans = SpanLog::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let spans = span_log();
     // Node handles' maintenance publishes gauges from tasks on this (the test's only) thread.
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -764,7 +778,6 @@ async fn every_cluster_option_is_honoured() {
         assert_eq!(whoami, "app");
 
         // opentelemetry: a span per command, with the static attributes, unless disabled.
-        spans.0.lock().unwrap().clear();
         let (): () = sessions.clone().set("traced", 1).await.unwrap();
         let (): () = handle(&runtime, "quiet").set("untraced", 1).await.unwrap();
         let (): () = node.clone().set("{jobs}:traced", 1).await.unwrap();
