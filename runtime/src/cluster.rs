@@ -32,10 +32,11 @@
 //! `max_retries` times around it. The worst case is the same as go-redis':
 //! `(max_redirects + 1) × (max_retries + 1)` attempts.
 //!
-//! Multi-key commands: redis-rs would split `MGET`, `MSET`, `DEL`, `EXISTS`, `UNLINK` and
-//! `TOUCH` across slots and fan them out to several masters. redplug sends them whole to the
-//! slot of their first key, as go-redis does, so `MSET` stays atomic and keys in different slots
-//! get the server's `CROSSSLOT` error: use `{hashtag}`s to keep related keys together.
+//! Multi-key commands: redis-rs would split `MGET`, `MSET`, `DEL`, `EXISTS`, `UNLINK`, `TOUCH`,
+//! `WATCH` and `JSON.MGET`/`JSON.MSET` across slots and fan them out to several masters. redplug
+//! sends them whole to the slot of their first key, as go-redis does, so `MSET` stays atomic and
+//! keys in different slots get the server's `CROSSSLOT` error: use `{hashtag}`s to keep related
+//! keys together. Other multi-key commands (`SUNIONSTORE`, `RENAME`, ...) already go whole.
 //!
 //! Startup: the shared connection is opened before the runtime starts, so a cluster none of
 //! whose seeds answers stops the gateway with an error naming every address and why it failed,
@@ -295,9 +296,11 @@ impl ClusterEngine {
     /// replies (`CROSSSLOT`, `MOVED`, `WRONGTYPE`) pass through untouched.
     fn annotate(&self, error: RedisError) -> RedisError {
         let message = error.to_string();
-        if error.kind() != ErrorKind::Io && error.kind() != ErrorKind::ClusterConnectionNotFound
-            || message.contains(&*self.name)
-        {
+        let network = matches!(
+            error.kind(),
+            ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
+        );
+        if !network || message.contains(&format!("cluster `{}`", self.name)) {
             return error;
         }
         let kind = if error.is_timeout() {
@@ -333,13 +336,6 @@ impl ClusterEngine {
                 format!("cluster `{}`: checkout failed: {other}", self.name),
             ),
         }
-    }
-}
-
-impl Drop for ClusterEngine {
-    fn drop(&mut self) {
-        // Node handles held by plugins outlive the engine; their maintenance must not.
-        self.topology.close();
     }
 }
 
@@ -460,15 +456,16 @@ fn client(
             ConnectionAddr::Tcp(address.host.clone(), address.port).into_connection_info()
         })
         .collect::<RedisResult<_>>()?;
+    let factor = min_ms.max(1);
     ClusterClientBuilder::new(seeds)
         // Not a database: the key under which our dial is registered (see `dial`).
         .database_id(registration.token())
-        .retries(redirects)
+        .retries(redis_rs_retries(redirects, factor))
         // redis-rs waits rand[min, min(max, factor * base^retry)) ms: with factor = min and
-        // base 2 that is go-redis' window, min + rand[0, min * 2^retry), capped at max.
+        // base 2 that is close to go-redis' min + rand[0, min * 2^retry), capped at max.
         .min_retry_wait(min_ms)
         .max_retry_wait(max_ms)
-        .retry_wait_formula(min_ms.max(1), 2)
+        .retry_wait_formula(factor, 2)
         .connection_timeout(config.options.dial_timeout)
         .response_timeout(RESPONSE_TIMEOUT)
         // redplug bounds each command itself, with a message naming the cluster.
@@ -476,11 +473,22 @@ fn client(
         .build()
 }
 
+/// `max_redirects` as redis-rs can take it. redis-rs computes `factor * 2^retry` in u64 before
+/// capping the wait, for one retry past its budget too, which overflows (and panics its task in
+/// debug builds) past about 60 retries; dozens of redirects for one command are far past any
+/// useful setting anyway.
+fn redis_rs_retries(redirects: u32, factor: u64) -> u32 {
+    let factor_bits = u64::BITS - factor.max(1).leading_zeros();
+    redirects.min(u64::BITS - 2 - factor_bits)
+}
+
 /// The most one command may take through redis-rs: each of its `redirects + 1` tries may dial
 /// a node and wait for a reply, with a backoff in between.
 fn attempt_timeout(options: &ConnectionOptions, redirects: u32) -> Duration {
     let tries = redirects.saturating_add(1);
-    (options.dial_timeout + RESPONSE_TIMEOUT) * tries + options.retry.max_backoff * redirects
+    (options.dial_timeout + RESPONSE_TIMEOUT)
+        .saturating_mul(tries)
+        .saturating_add(options.retry.max_backoff.saturating_mul(redirects))
 }
 
 /// The most opening a cluster connection may take: dialing the seeds, reading the slot map,
@@ -637,6 +645,23 @@ mod tests {
         assert_eq!(routed(&["GET", "a"]), None);
         assert_eq!(routed(&["PING"]), None);
         assert_eq!(routed(&["MGET"]), None, "no key: redis-rs decides");
+    }
+
+    #[test]
+    fn huge_redirect_counts_cannot_overflow_redis_rs_backoff() {
+        for factor in [1, 8, 512, 3_600_000, u64::from(u32::MAX)] {
+            let retries = redis_rs_retries(u32::MAX, factor);
+            assert!(
+                2u64.checked_pow(retries + 1)
+                    .and_then(|base| base.checked_mul(factor))
+                    .is_some(),
+                "factor {factor}: {retries} retries"
+            );
+            assert!(retries >= 30, "factor {factor}: only {retries}");
+        }
+        assert_eq!(redis_rs_retries(3, 8), 3, "ordinary values pass through");
+        let huge = attempt_timeout(&ConnectionOptions::default(), u32::MAX);
+        assert!(huge > Duration::from_secs(3600 * 24));
     }
 
     #[test]
