@@ -45,7 +45,9 @@
 //!
 //! Known limits: the shared connection's one socket per node lives as long as the runtime
 //! (redis-rs repairs it when it breaks), so the idle and lifetime limits do not apply to it; the
-//! exclusive pool is not pre-warmed by `min_idle_conns`.
+//! exclusive pool is not pre-warmed by `min_idle_conns`; and since exclusive connections have no
+//! reply timeout (a `BLPOP` may wait for minutes), a node that stops answering without closing
+//! its socket stalls them, as it would stall a pool's exclusive connection.
 
 mod dial;
 pub mod topology;
