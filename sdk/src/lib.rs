@@ -63,9 +63,9 @@ pub mod __private;
 pub use redis;
 
 pub use error::{BuildError, PluginError};
-pub use handle::{ClusterConnection, PoolStatus, PooledConnection, RedisCluster, RedisPool};
 #[doc(hidden)]
 pub use handle::{ClusterBackend, PoolBackend};
+pub use handle::{ClusterConnection, PoolStatus, PooledConnection, RedisCluster, RedisPool};
 #[doc(hidden)]
 pub use middleware::DynMiddleware;
 pub use middleware::{Flow, Middleware, Request, Response};

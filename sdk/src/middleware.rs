@@ -72,10 +72,14 @@ pub trait Middleware: Send + Sync + 'static {
 /// list. Implemented for every `Middleware`; not for plugin code.
 #[doc(hidden)]
 pub trait DynMiddleware: Send + Sync + 'static {
-    fn on_request<'a>(&'a self, request: &'a mut Request)
-    -> BoxFuture<'a, Result<Flow, PluginError>>;
-    fn on_response<'a>(&'a self, response: &'a mut Response)
-    -> BoxFuture<'a, Result<(), PluginError>>;
+    fn on_request<'a>(
+        &'a self,
+        request: &'a mut Request,
+    ) -> BoxFuture<'a, Result<Flow, PluginError>>;
+    fn on_response<'a>(
+        &'a self,
+        response: &'a mut Response,
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
 }
 
 impl<T: Middleware> DynMiddleware for T {

@@ -33,7 +33,10 @@ impl RedisSelectors {
         pools: impl IntoIterator<Item = RedisPool>,
         clusters: impl IntoIterator<Item = RedisCluster>,
     ) -> Self {
-        let pools = pools.into_iter().map(|p| (p.name().to_owned(), p)).collect();
+        let pools = pools
+            .into_iter()
+            .map(|p| (p.name().to_owned(), p))
+            .collect();
         let clusters = clusters
             .into_iter()
             .map(|c| (c.name().to_owned(), c))
