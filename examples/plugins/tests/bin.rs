@@ -64,7 +64,7 @@ fn check_fails_on_a_misspelt_pool_with_a_suggestion() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("plugin `counter`"), "{stderr}");
     assert!(
-        stderr.contains("did you mean `redis_at_eigth`?"),
+        stderr.contains("the closest configured name is `redis_at_eigth`"),
         "{stderr}"
     );
 }
