@@ -75,7 +75,54 @@ pub use registry::{Need, NeedKind, Plugin, Registration, SourceLocation};
 pub use selectors::RedisSelectors;
 
 /// Derives [`Plugin`](trait@Plugin) for a struct whose fields name the Redis connections it needs.
-/// See the [crate documentation](crate) for the attributes.
+///
+/// Every kind of field at once:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use redplug::prelude::*;
+/// use redplug::redis::AsyncCommands;
+///
+/// #[derive(serde::Deserialize, Default)]
+/// struct CounterConfig {
+///     prefix: String,
+/// }
+///
+/// #[derive(Plugin)]
+/// #[plugin(name = "counter")] // the default would be "counter" too: the type name in snake_case
+/// pub struct Counter {
+///     #[redis_pool("redis_at_eight")] // required: startup fails if the config lacks it
+///     redis: RedisPool,
+///     #[redis_cluster("shared_cluster")] // optional: None when the config lacks it
+///     cluster: Option<RedisCluster>,
+///     #[redis_selectors] // lookups by name, for names chosen at run time
+///     selectors: RedisSelectors,
+///     #[plugin(config)] // extra_config["plugin/redplug"]["counter"], or Default when absent
+///     config: CounterConfig,
+///     hits: AtomicU64, // no attribute: Default::default()
+/// }
+///
+/// impl Middleware for Counter {
+///     async fn on_response(&self, _response: &mut Response) -> Result<(), PluginError> {
+///         self.hits.fetch_add(1, Ordering::Relaxed);
+///         let key = format!("{}:hits", self.config.prefix);
+///         let _: i64 = self.redis.clone().incr(&key, 1).await?;
+///         if let Some(cluster) = &self.cluster {
+///             let _: i64 = cluster.clone().incr(&key, 1).await?;
+///         }
+///         if let Some(audit) = self.selectors.pool("audit") {
+///             let _: () = audit.clone().set("last", &key).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// Attributes: `#[plugin(name = "...")]` and `#[plugin(crate = "path")]` (for a renamed
+/// `redplug` dependency) on the struct; `#[redis_pool("name")]`, `#[redis_cluster("name")]`,
+/// `#[redis_selectors]` and `#[plugin(config)]` on fields. Generic structs, enums and unions are
+/// rejected at compile time, as is a plugin without `impl Middleware`.
 pub use redplug_macros::Plugin;
 
 /// Makes sure plugin crates that the binary never mentions are linked, so their plugins
