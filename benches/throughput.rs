@@ -3,7 +3,12 @@
 //!
 //! 1. a plugin's `on_response`, run through the runtime's [`Pipeline`] (the injected handle),
 //! 2. the injected [`RedisPool`] called directly,
-//! 3. hand-written: one shared `redis::aio::MultiplexedConnection`,
+//! 3. hand-written: one shared `redis::aio::MultiplexedConnection`, redis-rs defaults,
+//!
+//!    3n. the same with `TCP_NODELAY`, as redplug's connector (and go-redis, and hiredis) sets
+//!    it: redis-rs leaves Nagle's algorithm on, which on loopback batches the writes of many
+//!    concurrent tasks into fewer segments and so saves server CPU. (3n) is the row that
+//!    isolates what the handle's code costs,
 //! 4. hand-written: `deadpool_redis::Pool::get()` per command,
 //! 5. `redis-benchmark -t incr -c N -P 1` on the same server, for scale.
 //!
@@ -58,21 +63,31 @@ enum Row {
     Plugin,
     Handle,
     Multiplexed,
+    MultiplexedNodelay,
     Deadpool,
     RedisBenchmark,
 }
 
 impl Row {
-    const ALL: [Row; 5] = [
+    const ALL: [Row; 6] = [
         Row::Plugin,
         Row::Handle,
         Row::Multiplexed,
+        Row::MultiplexedNodelay,
         Row::Deadpool,
         Row::RedisBenchmark,
     ];
 
-    fn number(self) -> usize {
-        self as usize + 1
+    /// The row's number as the table and `--row` write it.
+    fn tag(self) -> &'static str {
+        match self {
+            Row::Plugin => "1",
+            Row::Handle => "2",
+            Row::Multiplexed => "3",
+            Row::MultiplexedNodelay => "3n",
+            Row::Deadpool => "4",
+            Row::RedisBenchmark => "5",
+        }
     }
 
     fn label(self) -> &'static str {
@@ -80,6 +95,7 @@ impl Row {
             Row::Plugin => "(1) plugin on_response via Pipeline",
             Row::Handle => "(2) injected RedisPool, direct",
             Row::Multiplexed => "(3) shared MultiplexedConnection",
+            Row::MultiplexedNodelay => "(3n) same, TCP_NODELAY like redplug",
             Row::Deadpool => "(4) deadpool_redis get() per cmd",
             Row::RedisBenchmark => "(5) redis-benchmark -P 1",
         }
@@ -140,8 +156,8 @@ struct Sample {
 struct Settings {
     rounds: usize,
     secs: f64,
-    /// `--row N`: run only row N (1-5), e.g. under a profiler.
-    row: Option<usize>,
+    /// `--row N`: run only row N (1, 2, 3, 3n, 4 or 5), e.g. under a profiler.
+    row: Option<String>,
     /// `--tasks N`: run only this concurrency.
     tasks: Option<usize>,
 }
@@ -165,7 +181,7 @@ impl Settings {
             match pair[0].as_str() {
                 "--rounds" => rounds = pair[1].parse().expect("--rounds takes a number"),
                 "--secs" => secs = pair[1].parse().expect("--secs takes seconds, e.g. 0.8"),
-                "--row" => row = Some(pair[1].parse().expect("--row takes 1 to 5")),
+                "--row" => row = Some(pair[1].clone()),
                 "--tasks" => tasks = Some(pair[1].parse().expect("--tasks takes a number")),
                 _ => {}
             }
@@ -242,18 +258,19 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
         .expect("the bench plugin is built")
         .redis
         .clone();
-    // redis-rs leaves Nagle's algorithm on unless asked; the runtime's connector turns it off
-    // (as Go and hiredis do). REDPLUG_BENCH_BASELINE_NODELAY=1 makes the hand-written rows
-    // turn it off too, to see how much of a gap is Nagle rather than code.
-    let baseline_nodelay = std::env::var_os("REDPLUG_BENCH_BASELINE_NODELAY").is_some();
-    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
-        .expect("redis url")
-        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(baseline_nodelay));
-    let client = redis::Client::open(info).expect("redis url");
+    let client = redis::Client::open(url.as_str()).expect("redis url");
     let multiplexed = client
         .get_multiplexed_async_connection()
         .await
         .expect("multiplexed connection");
+    let nodelay = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .expect("redis url")
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    let multiplexed_nodelay = redis::Client::open(nodelay)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("multiplexed connection with TCP_NODELAY");
     // One connection per in-flight command, as a pool-per-command design needs at 64 tasks.
     let max_tasks = *CONCURRENCY.iter().max().unwrap_or(&64);
     let deadpool = deadpool_redis::Pool::builder(
@@ -272,6 +289,10 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
         (Row::Plugin, Client::Plugin(pipeline)),
         (Row::Handle, Client::Handle(handle)),
         (Row::Multiplexed, Client::Multiplexed(multiplexed)),
+        (
+            Row::MultiplexedNodelay,
+            Client::Multiplexed(multiplexed_nodelay),
+        ),
         (Row::Deadpool, Client::Deadpool(deadpool)),
     ]
     .into_iter()
@@ -289,7 +310,7 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
 
     // Warm-up: open every connection the rows will use (deadpool fills to 64), fault in code.
     for (row, client) in &clients {
-        if settings.row.is_none_or(|only| only == row.number()) {
+        if settings.row.as_deref().is_none_or(|only| only == row.tag()) {
             let tasks = settings.tasks.unwrap_or(max_tasks);
             measure_tasks(client, tasks, Duration::from_millis(300), &mut admin).await;
         }
@@ -308,7 +329,11 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
             let mut order = Row::ALL;
             order.rotate_left(round % Row::ALL.len());
             for row in order {
-                if settings.row.is_some_and(|only| only != row.number()) {
+                if settings
+                    .row
+                    .as_deref()
+                    .is_some_and(|only| only != row.tag())
+                {
                     continue;
                 }
                 let sample = match clients.get(&row) {
@@ -553,12 +578,12 @@ fn report(samples: &BTreeMap<(usize, Row), Vec<Sample>>, settings: &Settings) ->
         settings.rounds
     );
     println!(
-        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>9}",
-        "tasks", "row", "ops/s", "p50 us", "p99 us", "x(3)", "x(5)", "cpu us", "srv cmds"
+        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>9}",
+        "tasks", "row", "ops/s", "p50 us", "p99 us", "x(3)", "x(3n)", "x(5)", "cpu us", "srv cmds"
     );
     println!(
-        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>9}",
-        "", "", "", "", "", "", "", "/cmd", "/INCR"
+        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>9}",
+        "", "", "", "", "", "", "", "", "/cmd", "/INCR"
     );
     for &tasks in &CONCURRENCY {
         for row in Row::ALL {
@@ -566,13 +591,14 @@ fn report(samples: &BTreeMap<(usize, Row), Vec<Sample>>, settings: &Settings) ->
                 continue;
             }
             println!(
-                "{:>5}  {:<37} {:>9.0} {:>8.1} {:>8.1} {:>7.2} {:>8.2} {:>8.2} {:>9.2}",
+                "{:>5}  {:<37} {:>9.0} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>9.2}",
                 tasks,
                 row.label(),
                 med(tasks, row, |s| s.ops_per_sec),
                 med(tasks, row, |s| s.p50_us),
                 med(tasks, row, |s| s.p99_us),
                 ratio(tasks, row, Row::Multiplexed),
+                ratio(tasks, row, Row::MultiplexedNodelay),
                 ratio(tasks, row, Row::RedisBenchmark),
                 med(tasks, row, |s| s.cpu_us_per_cmd),
                 med(tasks, row, |s| s.server_cmds_per_incr),
@@ -611,5 +637,16 @@ fn report(samples: &BTreeMap<(usize, Row), Vec<Sample>>, settings: &Settings) ->
         ratio(64, Row::Plugin, Row::Deadpool),
         3.0,
     );
+    println!();
+    println!("same socket options, so only code differs (informative, not an issue target):");
+    for &tasks in &CONCURRENCY {
+        let value = ratio(tasks, Row::Plugin, Row::MultiplexedNodelay);
+        if !value.is_nan() {
+            println!(
+                "       (1) vs (3n) at {tasks:<2} tasks             {value:>6.2}x (goal >= 0.95x)  {}",
+                if value >= 0.95 { "PASS" } else { "MISS" }
+            );
+        }
+    }
     all
 }
