@@ -428,20 +428,28 @@ async fn failover_is_survived_without_a_restart() {
         let selectors = runtime.selectors();
 
         let key = "failover:{f}";
-        let (): () = ha.clone().set(key, "before").await.unwrap();
         let old_node = selectors
             .cluster_node_for_key("ha", key)
             .await
             .unwrap()
             .unwrap();
-        // The replica must have the write before its master dies.
+        // Written on a connection of its own, so that WAIT (which counts this connection's
+        // writes) proves the replica has it before its master dies.
+        let mut own = old_node.get().await.unwrap();
+        let (): () = redis::cmd("SET")
+            .arg(key)
+            .arg("before")
+            .query_async(&mut own)
+            .await
+            .unwrap();
         let acked: i64 = redis::cmd("WAIT")
             .arg(1)
             .arg(5000)
-            .query_async(&mut old_node.clone())
+            .query_async(&mut own)
             .await
             .unwrap();
         assert_eq!(acked, 1, "the replica acknowledged the write");
+        drop(own);
         let killed = cluster.node_for_key(key);
         let survivor = key_on(
             &cluster,
@@ -476,12 +484,14 @@ async fn failover_is_survived_without_a_restart() {
             failures.len()
         );
         assert_eq!(value.as_deref(), Some("before"));
+
+        // Once every node agrees on the new master, writes work too.
+        cluster.wait_for_ok_async().await;
         let (): () = ha.clone().set(key, "after").await.unwrap();
 
         // The old node handle reports the dead node, and the selector moves to the new master.
         let error = get::<Option<String>>(&old_node, key).await.unwrap_err();
         assert!(error.to_string().contains("ha@"), "{error}");
-        cluster.wait_for_ok_async().await;
         let promoted = cluster.node(cluster.node_for_key(key)).port();
         assert_ne!(promoted, cluster.node(killed).port());
         wait_for_async(

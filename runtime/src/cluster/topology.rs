@@ -291,8 +291,13 @@ impl Topology {
             .map(|(address, node)| (address.clone(), node.engine.clone()))
             .collect();
         for (address, engine) in engines {
-            match engine.send_once(&slots_cmd()).await {
-                Ok(reply) => return SlotMap::parse(reply, &address),
+            let answer = engine
+                .send_once(&slots_cmd())
+                .await
+                .and_then(Value::extract_error)
+                .and_then(|reply| SlotMap::parse(reply, &address));
+            match answer {
+                Ok(map) => return Ok(map),
                 Err(error) => errors.push(format!("{address}: {error}")),
             }
             asked.push(address);
