@@ -238,9 +238,9 @@ impl ClusterEngine {
 
     /// Runs `attempt` on the shared connection with go-redis' retry policy. Server errors come
     /// back from redis-rs as an `Err` once redis-rs spent its own budget on them, or as a
-    /// [`Value::ServerError`] reply it does not act on; with `retry_replies` the retryable ones
-    /// among the latter are retried too (not for pipelines, whose other commands succeeded).
-    async fn with_retries<T, F, Fut>(&self, retry_replies: bool, mut attempt: F) -> RedisResult<T>
+    /// [`Value::ServerError`] reply it does not act on; the retryable ones among the latter are
+    /// retried too (for a pipeline, when its first error reply is, as go-redis decides).
+    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> RedisResult<T>
     where
         T: Reply,
         F: FnMut(Connection) -> Fut,
@@ -279,7 +279,7 @@ impl ClusterEngine {
             if self.is_closed() {
                 return Err(self.shut_down_error());
             }
-            let retryable = worth_retrying(&error) && (reply.is_none() || retry_replies);
+            let retryable = worth_retrying(&error);
             if retry >= self.retry.max_retries || !retryable {
                 return match reply {
                     // The caller turns the reply into its error, as it would without us.
@@ -347,10 +347,7 @@ impl ClusterBackend for ClusterEngine {
     }
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let run = self.with_retries(
-            true,
-            move |mut conn| async move { route(&mut conn, cmd).await },
-        );
+        let run = self.with_retries(move |mut conn| async move { route(&mut conn, cmd).await });
         self.telemetry.command(cmd, run)
     }
 
@@ -360,7 +357,7 @@ impl ClusterBackend for ClusterEngine {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let run = self.with_retries(false, move |mut conn| async move {
+        let run = self.with_retries(move |mut conn| async move {
             conn.req_packed_commands(pipeline, offset, count).await
         });
         self.telemetry.pipeline(pipeline, run)
