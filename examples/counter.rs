@@ -46,13 +46,7 @@ mod support;
 #[tokio::main]
 async fn main() -> ExitCode {
     support::init_logging();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit(run().await)
 }
 
 async fn run() -> Result<(), String> {

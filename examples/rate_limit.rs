@@ -19,13 +19,7 @@ redplug::link!(redplug_example_plugins);
 #[tokio::main]
 async fn main() -> ExitCode {
     support::init_logging();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit(run().await)
 }
 
 async fn run() -> Result<(), String> {

@@ -46,6 +46,17 @@ async fn answers_ping(address: &str) -> bool {
     )
 }
 
+/// The process exit for an example's result: errors go to stderr with a failing status.
+pub fn exit(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr (`RUST_LOG` overrides the default), keeping stdout for the example's output.
 pub fn init_logging() {
     tracing_subscriber::fmt()
