@@ -60,6 +60,10 @@ impl Telemetry {
             db.operation = command_name(cmd),
             attributes = %self.attributes,
         );
+        if span.is_disabled() {
+            // Nobody listens at this level: skip the Instrumented wrapper on the hot path.
+            return Box::pin(run);
+        }
         Box::pin(run.instrument(span))
     }
 
@@ -79,6 +83,10 @@ impl Telemetry {
             commands = pipeline.cmd_iter().count(),
             attributes = %self.attributes,
         );
+        if span.is_disabled() {
+            // Nobody listens at this level: skip the Instrumented wrapper on the hot path.
+            return Box::pin(run);
+        }
         Box::pin(run.instrument(span))
     }
 
