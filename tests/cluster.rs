@@ -1044,3 +1044,100 @@ async fn tls_settings_apply_to_every_cluster_connection() {
     })
     .await;
 }
+
+/// A master with a replica is killed while 16 tasks keep writing, half of them to its slots.
+/// With retries spanning the failover, writes to the other masters never fail; writes to its
+/// slots resume after the promotion without restarting anything, and the gap is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_load_resumes_the_dead_masters_slots() {
+    bounded(async {
+        let cluster = RedisCluster::start(3, 1);
+        let runtime = start(vec![cluster_config(
+            "ha",
+            &cluster.addrs(),
+            // While a master is down and its replica not yet promoted, every node answers
+            // CLUSTERDOWN (full slot coverage is required by default): retries span that gap.
+            json!({ "max_retries": 12, "min_retry_backoff": "50ms", "max_retry_backoff": "500ms" }),
+        )])
+        .await;
+        let ha = handle(&runtime, "ha");
+        let doomed = cluster.masters()[0];
+        let spared = cluster.masters()[1];
+        let doomed_key = key_on(&cluster, doomed, "load-doomed");
+        let spared_key = key_on(&cluster, spared, "load-spared");
+
+        let killed_at: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for task in 0..16 {
+            let ha = ha.clone();
+            let key = if task % 2 == 0 {
+                doomed_key.clone()
+            } else {
+                spared_key.clone()
+            };
+            let (killed_at, stop) = (killed_at.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                // (successes, failures, first success after the kill)
+                let (mut ok, mut failed, mut resumed) = (0u64, 0u64, None);
+                let mut last_error = String::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match ha.clone().incr::<_, _, i64>(&key, 1).await {
+                        Ok(_) => {
+                            ok += 1;
+                            if let (None, Some(kill)) = (resumed, killed_at.get()) {
+                                resumed = Some(kill.elapsed());
+                            }
+                        }
+                        Err(error) => {
+                            failed += 1;
+                            last_error = error.to_string();
+                        }
+                    }
+                }
+                (key, ok, failed, resumed, last_error)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.kill_node(doomed);
+        let _ = killed_at.set(Instant::now());
+        // Run until every task on the dead master's slots has written again, plus a moment.
+        wait_for_async(
+            "writes to the dead master's slots resume",
+            Duration::from_secs(30),
+            || {
+                let ha = ha.clone();
+                let key = doomed_key.clone();
+                async move { ha.clone().incr::<_, _, i64>(&key, 0).await.map(|_| ()) }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+        let mut doomed_gap = Duration::ZERO;
+        let mut doomed_failures = 0;
+        for task in tasks {
+            let (key, ok, failed, resumed, last_error) = task.await.unwrap();
+            let resumed =
+                resumed.unwrap_or_else(|| panic!("a task on {key} never wrote after the kill"));
+            if key == doomed_key {
+                doomed_gap = doomed_gap.max(resumed);
+                doomed_failures += failed;
+            } else {
+                assert_eq!(
+                    failed, 0,
+                    "writes to a surviving master failed during the failover: {last_error}"
+                );
+            }
+            assert!(ok > 0);
+        }
+        println!(
+            "failover under load: the dead master's slots took writes again {doomed_gap:?} after \
+             the kill ({doomed_failures} calls to them failed beyond their retries); the surviving \
+             master's writers saw no failure"
+        );
+        runtime.shutdown().await;
+    })
+    .await;
+}
