@@ -279,16 +279,17 @@ impl ClusterEngine {
             if self.is_closed() {
                 return Err(self.shut_down_error());
             }
-            let retryable = worth_retrying(&error);
-            if retry >= self.retry.max_retries || !retryable {
+            let next = self
+                .retry
+                .next_wait(retry, self.retry.max_retries, worth_retrying(&error));
+            let Some(wait) = next else {
                 return match reply {
                     // The caller turns the reply into its error, as it would without us.
                     Some(reply) => Ok(reply),
                     None => Err(self.annotate(error)),
                 };
-            }
+            };
             retry += 1;
-            let wait = self.retry.backoff(retry);
             tracing::debug!(cluster = %self.name, retry, ?wait, %error, "retrying a failed command");
             tokio::time::sleep(wait).await;
         }

@@ -353,11 +353,10 @@ impl PoolEngine {
             if self.is_closed() {
                 return Err(self.shut_down_error());
             }
-            if retry >= retries || !is_retryable(&error) {
+            let Some(wait) = self.retry.next_wait(retry, retries, is_retryable(&error)) else {
                 return Err(self.annotate(error));
-            }
+            };
             retry += 1;
-            let wait = self.retry.backoff(retry);
             tracing::debug!(pool = %self.name, retry, ?wait, %error, "retrying a failed command");
             tokio::time::sleep(wait).await;
         }

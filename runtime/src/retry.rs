@@ -37,6 +37,13 @@ impl RetryPolicy {
         self.backoff_with(retry, &mut rand::rng())
     }
 
+    /// The wait before the next attempt after `done` retries out of `budget`, or `None` when
+    /// the budget is spent or the failure is not `retryable`: the one place both pools and
+    /// clusters decide whether to try again.
+    pub fn next_wait(&self, done: u32, budget: u32, retryable: bool) -> Option<Duration> {
+        (retryable && done < budget).then(|| self.backoff(done + 1))
+    }
+
     fn backoff_with(&self, retry: u32, rng: &mut impl Rng) -> Duration {
         let min = self.min_backoff.as_nanos();
         if min == 0 {
@@ -144,6 +151,16 @@ mod tests {
     fn backoff_survives_huge_retry_numbers() {
         let policy = policy(8, 512);
         assert_eq!(policy.backoff(200), Duration::from_millis(512));
+    }
+
+    #[test]
+    fn next_wait_stops_at_the_budget_and_at_final_errors() {
+        let policy = policy(8, 512);
+        assert!(policy.next_wait(0, 3, true).is_some());
+        assert!(policy.next_wait(2, 3, true).is_some());
+        assert_eq!(policy.next_wait(3, 3, true), None, "budget spent");
+        assert_eq!(policy.next_wait(0, 3, false), None, "not worth retrying");
+        assert_eq!(policy.next_wait(0, 0, true), None, "max_retries -1");
     }
 
     #[test]
