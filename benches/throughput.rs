@@ -151,6 +151,8 @@ struct Sample {
     p99_us: f64,
     cpu_us_per_cmd: f64,
     server_cmds_per_incr: f64,
+    /// `INCR`s the server ran per read from its clients: how well commands are batched.
+    incrs_per_read: f64,
 }
 
 struct Settings {
@@ -402,7 +404,7 @@ async fn measure_tasks(
     let elapsed = began.elapsed();
     let cpu = cpu_time(libc::RUSAGE_SELF) - cpu_before;
     let after_stats = command_stats(admin).await;
-    let (server_cmds, incrs) = stats_delta(&before_stats, &after_stats);
+    let (server_cmds, incrs, reads) = stats_delta(&before_stats, &after_stats);
 
     latencies.sort_unstable();
     let ops = latencies.len() as f64;
@@ -412,6 +414,7 @@ async fn measure_tasks(
         p99_us: percentile(&latencies, 0.99) / 1e3,
         cpu_us_per_cmd: cpu.as_secs_f64() * 1e6 / ops,
         server_cmds_per_incr: server_cmds as f64 / incrs.max(1) as f64,
+        incrs_per_read: incrs as f64 / reads.max(1) as f64,
     }
 }
 
@@ -463,13 +466,14 @@ async fn measure_redis_benchmark(
     let [rps, _avg, _min, p50_ms, _p95, p99_ms, _max] = fields[..] else {
         return Err(format!("unexpected redis-benchmark line {line:?}"));
     };
-    let (server_cmds, incrs) = stats_delta(&before_stats, &after_stats);
+    let (server_cmds, incrs, reads) = stats_delta(&before_stats, &after_stats);
     Ok(Sample {
         ops_per_sec: rps,
         p50_us: p50_ms * 1e3,
         p99_us: p99_ms * 1e3,
         cpu_us_per_cmd: cpu.as_secs_f64() * 1e6 / requests as f64,
         server_cmds_per_incr: server_cmds as f64 / incrs.max(1) as f64,
+        incrs_per_read: incrs as f64 / reads.max(1) as f64,
     })
 }
 
@@ -486,27 +490,43 @@ fn cpu_time(who: libc::c_int) -> Duration {
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
-/// `INFO commandstats` as command -> calls.
-async fn command_stats(admin: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
+/// The server's counters the table needs.
+struct ServerStats {
+    /// `INFO commandstats`: command -> calls.
+    calls: BTreeMap<String, u64>,
+    /// `INFO stats`: `total_reads_processed`, reads from client sockets.
+    reads: u64,
+}
+
+async fn command_stats(admin: &mut redis::aio::MultiplexedConnection) -> ServerStats {
     let info: String = redis::cmd("INFO")
+        .arg("stats")
         .arg("commandstats")
         .query_async(admin)
         .await
-        .expect("INFO commandstats");
-    info.lines()
+        .expect("INFO stats commandstats");
+    let calls = info
+        .lines()
         .filter_map(|line| {
             let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
             let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
             Some((name.to_owned(), calls.parse().ok()?))
         })
-        .collect()
+        .collect();
+    let reads = info
+        .lines()
+        .find_map(|line| line.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_reads_processed (Redis 6 or later)");
+    ServerStats { calls, reads }
 }
 
-/// Server commands of every kind, and `INCR`/`INCRBY`s, between two snapshots; the `INFO` that took the
-/// first snapshot is not the client's doing and is left out.
-fn stats_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (u64, u64) {
-    let calls = |name: &str, stats: &BTreeMap<String, u64>| stats.get(name).copied().unwrap_or(0);
+/// Server commands of every kind, `INCR`/`INCRBY`s, and socket reads between two snapshots;
+/// the `INFO` that took the first snapshot is not the client's doing and is left out.
+fn stats_delta(before: &ServerStats, after: &ServerStats) -> (u64, u64, u64) {
+    let calls = |name: &str, stats: &ServerStats| stats.calls.get(name).copied().unwrap_or(0);
     let total: u64 = after
+        .calls
         .iter()
         .map(|(name, &n)| n - calls(name, before))
         .sum::<u64>()
@@ -516,7 +536,7 @@ fn stats_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) ->
         .iter()
         .map(|name| calls(name, after) - calls(name, before))
         .sum();
-    (total, increments)
+    (total, increments, after.reads - before.reads)
 }
 
 async fn server_version(admin: &mut redis::aio::MultiplexedConnection) -> String {
@@ -578,12 +598,22 @@ fn report(samples: &BTreeMap<(usize, Row), Vec<Sample>>, settings: &Settings) ->
         settings.rounds
     );
     println!(
-        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>9}",
-        "tasks", "row", "ops/s", "p50 us", "p99 us", "x(3)", "x(3n)", "x(5)", "cpu us", "srv cmds"
+        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9}",
+        "tasks",
+        "row",
+        "ops/s",
+        "p50 us",
+        "p99 us",
+        "x(3)",
+        "x(3n)",
+        "x(5)",
+        "cpu us",
+        "srv cmds",
+        "INCRs"
     );
     println!(
-        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>9}",
-        "", "", "", "", "", "", "", "", "/cmd", "/INCR"
+        "{:>5}  {:<37} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9}",
+        "", "", "", "", "", "", "", "", "/cmd", "/INCR", "/srv read"
     );
     for &tasks in &CONCURRENCY {
         for row in Row::ALL {
@@ -591,7 +621,7 @@ fn report(samples: &BTreeMap<(usize, Row), Vec<Sample>>, settings: &Settings) ->
                 continue;
             }
             println!(
-                "{:>5}  {:<37} {:>9.0} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>9.2}",
+                "{:>5}  {:<37} {:>9.0} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>9.2} {:>9.2}",
                 tasks,
                 row.label(),
                 med(tasks, row, |s| s.ops_per_sec),
@@ -602,13 +632,16 @@ fn report(samples: &BTreeMap<(usize, Row), Vec<Sample>>, settings: &Settings) ->
                 ratio(tasks, row, Row::RedisBenchmark),
                 med(tasks, row, |s| s.cpu_us_per_cmd),
                 med(tasks, row, |s| s.server_cmds_per_incr),
+                med(tasks, row, |s| s.incrs_per_read),
             );
         }
         println!();
     }
     println!(
         "cpu us/cmd: user+sys CPU of this process (rows 1-4) or of redis-benchmark (row 5) per \
-         INCR; the server's CPU is not included. srv cmds/INCR: every cmdstat_* call over INCR calls."
+         INCR; the server's CPU is not included. srv cmds/INCR: every cmdstat_* call over INCR calls.\n\
+         INCRs/srv read: INCRs over the server's socket reads (total_reads_processed), i.e. how \
+         many commands arrive per read: the batching that saves the shared cores' CPU."
     );
 
     println!();

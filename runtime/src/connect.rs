@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
+use crate::coalesce::Coalescing;
 use crate::config::{Address, ConnectionOptions};
 use crate::retry::{io_error, is_max_clients};
 use crate::tls;
@@ -115,13 +116,21 @@ impl Connector {
                 let name = tls::server_name(&self.address.host)
                     .map_err(|message| io_error(io::ErrorKind::InvalidInput, message))?;
                 let stream = connector.connect(name, tcp).await?;
-                let (conn, driver) =
-                    MultiplexedConnection::new_with_config(&self.info, stream, config).await?;
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    &self.info,
+                    Coalescing::new(stream),
+                    config,
+                )
+                .await?;
                 (conn, Box::pin(driver) as BoxFuture<'static, ()>)
             }
             None => {
-                let (conn, driver) =
-                    MultiplexedConnection::new_with_config(&self.info, tcp, config).await?;
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    &self.info,
+                    Coalescing::new(tcp),
+                    config,
+                )
+                .await?;
                 (conn, Box::pin(driver) as BoxFuture<'static, ()>)
             }
         };
