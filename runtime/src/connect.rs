@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -106,33 +106,14 @@ impl Connector {
     async fn connect_unbounded(&self) -> RedisResult<Connection> {
         let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
         tcp.set_nodelay(true)?;
-        // Timeouts are enforced per use (the shared lane) or not at all (blocking commands on
-        // an exclusive connection), never by redis-rs' 500ms default.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(None)
-            .set_response_timeout(None);
         let (mut conn, driver) = match &self.tls {
             Some(connector) => {
                 let name = tls::server_name(&self.address.host)
                     .map_err(|message| io_error(io::ErrorKind::InvalidInput, message))?;
                 let stream = connector.connect(name, tcp).await?;
-                let (conn, driver) = MultiplexedConnection::new_with_config(
-                    &self.info,
-                    Coalescing::new(stream),
-                    config,
-                )
-                .await?;
-                (conn, Box::pin(driver) as BoxFuture<'static, ()>)
+                self.handshake(stream).await?
             }
-            None => {
-                let (conn, driver) = MultiplexedConnection::new_with_config(
-                    &self.info,
-                    Coalescing::new(tcp),
-                    config,
-                )
-                .await?;
-                (conn, Box::pin(driver) as BoxFuture<'static, ()>)
-            }
+            None => self.handshake(tcp).await?,
         };
         let driver = match self.shutdown.clone() {
             Some(mut shutdown) => tokio::spawn(async move {
@@ -163,6 +144,26 @@ impl Connector {
             conn,
             _driver: Arc::new(driver),
         })
+    }
+
+    /// redis-rs' handshake (`HELLO`/`AUTH`, `SELECT`) over `stream`, which from then on
+    /// batches its writes (see [`Coalescing`]). Returns the connection and its socket's driver.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+    ) -> RedisResult<(MultiplexedConnection, BoxFuture<'static, ()>)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Timeouts are enforced per use (the shared lane) or not at all (blocking commands on
+        // an exclusive connection), never by redis-rs' 500ms default.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let (conn, driver) =
+            MultiplexedConnection::new_with_config(&self.info, Coalescing::new(stream), config)
+                .await?;
+        Ok((conn, Box::pin(driver)))
     }
 
     /// What a server that hung up on a new connection said first. A server at its

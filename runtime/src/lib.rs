@@ -5,7 +5,7 @@
 
 pub mod cli;
 pub mod cluster;
-pub mod coalesce;
+mod coalesce;
 pub mod config;
 pub mod connect;
 pub mod duration;
