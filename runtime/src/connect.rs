@@ -3,18 +3,19 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
-use crate::coalesce::Coalescing;
+use crate::coalesce::{Backlog, Coalescing, Transport};
 use crate::config::{Address, ConnectionOptions};
 use crate::retry::{io_error, is_max_clients};
 use crate::tls;
@@ -34,6 +35,8 @@ pub struct Connector {
     tls: Option<TlsConnector>,
     /// Turns true when the owner shuts down; every connection opened here closes then.
     shutdown: Option<watch::Receiver<bool>>,
+    /// The owning pool's count of commands in flight on its shared connection.
+    backlog: Option<Arc<Backlog>>,
 }
 
 impl Connector {
@@ -60,6 +63,7 @@ impl Connector {
             dial_timeout: options.dial_timeout,
             tls,
             shutdown: None,
+            backlog: None,
         }
     }
 
@@ -67,6 +71,13 @@ impl Connector {
     /// those checked out at the time, which their holders would otherwise keep open.
     pub fn closing_on(mut self, shutdown: watch::Receiver<bool>) -> Self {
         self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Lets the connections opened here batch harder while `backlog` shows many commands in
+    /// flight (see [`crate::coalesce`]).
+    pub fn batching_by(mut self, backlog: Arc<Backlog>) -> Self {
+        self.backlog = Some(backlog);
         self
     }
 
@@ -105,6 +116,7 @@ impl Connector {
 
     async fn connect_unbounded(&self) -> RedisResult<Connection> {
         let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
+        // Set for the handshake; from then on the stream decides per batch (`crate::coalesce`).
         tcp.set_nodelay(true)?;
         let (mut conn, driver) = match &self.tls {
             Some(connector) => {
@@ -115,8 +127,11 @@ impl Connector {
             }
             None => self.handshake(tcp).await?,
         };
+        let ended = Arc::new(AtomicBool::new(false));
+        let marker = Ended(ended.clone());
         let driver = match self.shutdown.clone() {
             Some(mut shutdown) => tokio::spawn(async move {
+                let _marker = marker;
                 let closed = async {
                     // A dropped sender means the owner is gone without shutting down: keep
                     // serving whoever still holds the connection.
@@ -129,7 +144,10 @@ impl Connector {
                     () = closed => {}
                 }
             }),
-            None => tokio::spawn(driver),
+            None => tokio::spawn(async move {
+                let _marker = marker;
+                driver.await;
+            }),
         }
         .abort_handle();
         let driver = DriverGuard(driver);
@@ -142,6 +160,7 @@ impl Connector {
         }
         Ok(Connection {
             conn,
+            ended,
             _driver: Arc::new(driver),
         })
     }
@@ -153,16 +172,19 @@ impl Connector {
         stream: S,
     ) -> RedisResult<(MultiplexedConnection, BoxFuture<'static, ()>)>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Transport + Send + 'static,
     {
         // Timeouts are enforced per use (the shared lane) or not at all (blocking commands on
         // an exclusive connection), never by redis-rs' 500ms default.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
-        let (conn, driver) =
-            MultiplexedConnection::new_with_config(&self.info, Coalescing::new(stream), config)
-                .await?;
+        let (conn, driver) = MultiplexedConnection::new_with_config(
+            &self.info,
+            Coalescing::new(stream, self.backlog.as_ref()),
+            config,
+        )
+        .await?;
         Ok((conn, Box::pin(driver)))
     }
 
@@ -270,13 +292,25 @@ pub fn is_auth_failure(error: &RedisError) -> bool {
 pub struct Connection {
     /// The multiplexed connection; clones share the socket.
     pub conn: MultiplexedConnection,
+    /// Set when the socket's driver task ends. Cheaper to read on every command than the
+    /// task's own state, which the driver rewrites on every wake-up.
+    ended: Arc<AtomicBool>,
     _driver: Arc<DriverGuard>,
 }
 
 impl Connection {
     /// True once the socket's driver task ended: the server closed the connection or it broke.
     pub fn is_closed(&self) -> bool {
-        self._driver.0.is_finished()
+        self.ended.load(Ordering::Acquire)
+    }
+}
+
+/// Marks its connection closed when the driver task ends, however it ends.
+struct Ended(Arc<AtomicBool>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 

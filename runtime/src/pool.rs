@@ -20,6 +20,7 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use redplug::{PoolBackend, PoolStatus, PooledConnection, RedisPool};
 
+use crate::coalesce::Backlog;
 use crate::config::PoolConfig;
 use crate::connect::{Connection, Connector};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
@@ -97,6 +98,8 @@ pub struct PoolEngine {
     closed: AtomicBool,
     /// Set by [`PoolEngine::close`]; ends the socket of every connection, checked out or not.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Commands on the shared lane: how hard its socket batches, and whether it is idle.
+    backlog: Arc<Backlog>,
 }
 
 /// The connection every plain command shares, replaced when it breaks or expires.
@@ -118,8 +121,6 @@ struct LaneConn {
     object: std::sync::Mutex<Option<Object<Manager>>>,
     broken: AtomicBool,
     created: Instant,
-    /// Commands sent, for the maintenance task to notice an idle lane.
-    uses: AtomicU64,
 }
 
 impl Drop for LaneConn {
@@ -140,8 +141,9 @@ impl PoolEngine {
     pub fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
         let options = &config.options;
         let (shutdown, closing) = tokio::sync::watch::channel(false);
+        let backlog = Arc::new(Backlog::default());
         let manager = Manager {
-            connector: connector.closing_on(closing),
+            connector: connector.closing_on(closing).batching_by(backlog.clone()),
             max_idle_time: options.conn_max_idle_time,
             max_life_time: options.conn_max_life_time,
             verify_timeout: options.dial_timeout.min(RESPONSE_TIMEOUT),
@@ -166,6 +168,7 @@ impl PoolEngine {
             pool_timeout: options.pool_timeout,
             closed: AtomicBool::new(false),
             shutdown,
+            backlog,
         }))
     }
 
@@ -214,7 +217,7 @@ impl PoolEngine {
         let Some(lane) = self.lane.current.load_full() else {
             return;
         };
-        let uses = lane.uses.load(Ordering::Relaxed);
+        let uses = self.backlog.started();
         if uses != idle_uses.0 {
             *idle_uses = (uses, Instant::now());
         }
@@ -234,6 +237,11 @@ impl PoolEngine {
     }
 
     /// The lane's current connection, dialing or checking one out when there is none.
+    ///
+    /// A command holds the lane's connection until it is done: if another command breaks and
+    /// replaces it meanwhile, the socket stays open for the commands already on it. Closing it
+    /// under them would fail commands the server may have applied, and their retries would
+    /// apply them twice.
     async fn lane(&self) -> RedisResult<Arc<LaneConn>> {
         match self.live_lane() {
             Some(current) => Ok(current),
@@ -262,7 +270,6 @@ impl PoolEngine {
             object: std::sync::Mutex::new(Some(object)),
             broken: AtomicBool::new(false),
             created: Instant::now(),
-            uses: AtomicU64::new(0),
         });
         self.lane.current.store(Some(lane.clone()));
         Ok(lane)
@@ -344,7 +351,7 @@ impl PoolEngine {
         loop {
             let error = match self.lane().await {
                 Ok(lane) => {
-                    lane.uses.fetch_add(1, Ordering::Relaxed);
+                    let _in_flight = self.backlog.track();
                     match attempt(lane.conn.clone()).await {
                         Ok(value) => return Ok(value),
                         Err(error) => {
