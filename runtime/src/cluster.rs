@@ -348,8 +348,9 @@ impl ClusterBackend for ClusterEngine {
     }
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let run = self.with_retries(move |mut conn| async move { route(&mut conn, cmd).await });
-        self.telemetry.command(cmd, run)
+        self.telemetry.command(cmd, || {
+            self.with_retries(move |mut conn| async move { route(&mut conn, cmd).await })
+        })
     }
 
     fn send_pipeline<'a>(
@@ -358,10 +359,11 @@ impl ClusterBackend for ClusterEngine {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let run = self.with_retries(move |mut conn| async move {
-            conn.req_packed_commands(pipeline, offset, count).await
-        });
-        self.telemetry.pipeline(pipeline, run)
+        self.telemetry.pipeline(pipeline, || {
+            self.with_retries(move |mut conn| async move {
+                conn.req_packed_commands(pipeline, offset, count).await
+            })
+        })
     }
 
     fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {

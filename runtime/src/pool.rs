@@ -401,17 +401,19 @@ impl PoolBackend for PoolEngine {
     }
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let run = self.with_retries(self.retry.max_retries, move |mut conn| async move {
-            conn.send_packed_command(cmd).await.and_then(retry_reply)
-        });
-        self.telemetry.command(cmd, run)
+        self.telemetry.command(cmd, || {
+            self.with_retries(self.retry.max_retries, move |mut conn| async move {
+                conn.send_packed_command(cmd).await.and_then(retry_reply)
+            })
+        })
     }
 
     fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let run = self.with_retries(0, move |mut conn| async move {
-            conn.send_packed_command(cmd).await
-        });
-        self.telemetry.command(cmd, run)
+        self.telemetry.command(cmd, || {
+            self.with_retries(0, move |mut conn| async move {
+                conn.send_packed_command(cmd).await
+            })
+        })
     }
 
     fn send_pipeline<'a>(
@@ -420,12 +422,13 @@ impl PoolBackend for PoolEngine {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let run = self.with_retries(self.retry.max_retries, move |mut conn| async move {
-            conn.send_packed_commands(pipeline, offset, count)
-                .await
-                .and_then(retry_replies)
-        });
-        self.telemetry.pipeline(pipeline, run)
+        self.telemetry.pipeline(pipeline, || {
+            self.with_retries(self.retry.max_retries, move |mut conn| async move {
+                conn.send_packed_commands(pipeline, offset, count)
+                    .await
+                    .and_then(retry_replies)
+            })
+        })
     }
 
     fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {

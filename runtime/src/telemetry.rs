@@ -44,14 +44,19 @@ impl Telemetry {
         self.traces
     }
 
-    /// Wraps one command's future in a `redis.command` span unless traces are disabled.
-    pub fn command<'a, T: Send + 'a>(
-        &self,
-        cmd: &Cmd,
-        run: impl Future<Output = RedisResult<T>> + Send + 'a,
-    ) -> RedisFuture<'a, T> {
+    /// Boxes the future that `run` makes for one command, in a `redis.command` span unless
+    /// traces are disabled or nobody listens.
+    ///
+    /// Takes a constructor rather than the future: a command's future is a kilobyte or more,
+    /// and one passed by value is copied on its way into the box, twice per command as
+    /// measured. Built by [`boxed_in_place`], it is written straight into its allocation.
+    #[inline(always)]
+    pub fn command<'a, T, F>(&self, cmd: &Cmd, run: impl FnOnce() -> F) -> RedisFuture<'a, T>
+    where
+        F: Future<Output = RedisResult<T>> + Send + 'a,
+    {
         if !self.traces {
-            return Box::pin(run);
+            return boxed_in_place(run);
         }
         let span = tracing::debug_span!(
             "redis.command",
@@ -62,19 +67,24 @@ impl Telemetry {
         );
         if span.is_disabled() {
             // Nobody listens at this level: skip the Instrumented wrapper on the hot path.
-            return Box::pin(run);
+            return boxed_in_place(run);
         }
-        Box::pin(run.instrument(span))
+        boxed_in_place(|| run().instrument(span))
     }
 
-    /// Wraps a pipeline's future in a `redis.pipeline` span unless traces are disabled.
-    pub fn pipeline<'a, T: Send + 'a>(
+    /// Boxes the future that `run` makes for a pipeline, in a `redis.pipeline` span unless
+    /// traces are disabled or nobody listens. See [`Telemetry::command`].
+    #[inline(always)]
+    pub fn pipeline<'a, T, F>(
         &self,
         pipeline: &Pipeline,
-        run: impl Future<Output = RedisResult<T>> + Send + 'a,
-    ) -> RedisFuture<'a, T> {
+        run: impl FnOnce() -> F,
+    ) -> RedisFuture<'a, T>
+    where
+        F: Future<Output = RedisResult<T>> + Send + 'a,
+    {
         if !self.traces {
-            return Box::pin(run);
+            return boxed_in_place(run);
         }
         let span = tracing::debug_span!(
             "redis.pipeline",
@@ -85,9 +95,9 @@ impl Telemetry {
         );
         if span.is_disabled() {
             // Nobody listens at this level: skip the Instrumented wrapper on the hot path.
-            return Box::pin(run);
+            return boxed_in_place(run);
         }
-        Box::pin(run.instrument(span))
+        boxed_in_place(|| run().instrument(span))
     }
 
     /// Publishes a pool's connection counts as gauges unless metrics are disabled.
@@ -106,6 +116,18 @@ impl Telemetry {
         gauge("max", status.max_size);
         metrics::gauge!("redplug_pool_waiting", "pool" => pool.clone()).set(status.waiting as f64);
     }
+}
+
+/// Allocates first and builds the future after, so that the compiler can construct it in the
+/// allocation; `Box::pin(make())` builds it on the stack and then copies it.
+#[inline(always)]
+fn boxed_in_place<'a, T, F>(make: impl FnOnce() -> F) -> RedisFuture<'a, T>
+where
+    F: Future<Output = RedisResult<T>> + Send + 'a,
+{
+    let slot = Box::<F>::new_uninit();
+    let future: Box<F> = Box::write(slot, make());
+    Box::into_pin(future)
 }
 
 fn command_name(cmd: &Cmd) -> &str {
