@@ -1,6 +1,8 @@
 //! What a plugin does: the [`Middleware`] hooks and the types they see.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 
@@ -55,7 +57,7 @@ pub trait Middleware: Send + Sync + 'static {
         request: &mut Request,
     ) -> impl Future<Output = Result<Flow, PluginError>> + Send {
         let _ = request;
-        async { Ok(Flow::Continue) }
+        Now(|| Ok(Flow::Continue))
     }
 
     /// Runs after the backend answered (or a plugin answered early), before the client sees it.
@@ -64,7 +66,20 @@ pub trait Middleware: Send + Sync + 'static {
         response: &mut Response,
     ) -> impl Future<Output = Result<(), PluginError>> + Send {
         let _ = response;
-        async { Ok(()) }
+        Now(|| Ok(()))
+    }
+}
+
+/// The default hooks' future: ready at once and zero-sized, so boxing it for the runtime
+/// allocates nothing. (An `async` block has a state byte, and every box of it is a heap
+/// allocation per request for a hook the plugin does not even have.)
+struct Now<F>(F);
+
+impl<T, F: Fn() -> T + Unpin> Future for Now<F> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
+        Poll::Ready((self.0)())
     }
 }
 
@@ -87,13 +102,55 @@ impl<T: Middleware> DynMiddleware for T {
         &'a self,
         request: &'a mut Request,
     ) -> BoxFuture<'a, Result<Flow, PluginError>> {
-        Box::pin(Middleware::on_request(self, request))
+        boxed_in_place(|| Middleware::on_request(self, request))
     }
 
     fn on_response<'a>(
         &'a self,
         response: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(Middleware::on_response(self, response))
+        boxed_in_place(|| Middleware::on_response(self, response))
+    }
+}
+
+/// Allocates first and builds the future after, so that the compiler can construct it in the
+/// allocation: `Box::pin(make())` builds it on the stack and then copies it.
+#[inline(always)]
+fn boxed_in_place<'a, T, F>(make: impl FnOnce() -> F) -> BoxFuture<'a, T>
+where
+    F: Future<Output = T> + Send + 'a,
+{
+    let slot = Box::<F>::new_uninit();
+    let future: Box<F> = Box::write(slot, make());
+    Box::into_pin(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+    impl Middleware for Idle {}
+
+    #[test]
+    fn default_hooks_allocate_nothing() {
+        let mut request = Request::new(bytes::Bytes::new());
+        let mut response = Response::new(bytes::Bytes::new());
+        assert_eq!(size_of_val(&Middleware::on_request(&Idle, &mut request)), 0);
+        assert_eq!(
+            size_of_val(&Middleware::on_response(&Idle, &mut response)),
+            0
+        );
+    }
+
+    #[test]
+    fn default_hooks_continue_and_succeed_at_once() {
+        use futures_util::FutureExt;
+        let mut request = Request::new(bytes::Bytes::new());
+        let mut response = Response::new(bytes::Bytes::new());
+        let flow = DynMiddleware::on_request(&Idle, &mut request).now_or_never();
+        assert!(matches!(flow, Some(Ok(Flow::Continue))), "{flow:?}");
+        let done = DynMiddleware::on_response(&Idle, &mut response).now_or_never();
+        assert!(matches!(done, Some(Ok(()))), "{done:?}");
     }
 }
