@@ -236,22 +236,7 @@ impl PoolEngine {
         shut_down_error(&self.name)
     }
 
-    /// The lane's current connection, dialing or checking one out when there is none.
-    ///
-    /// A command holds the lane's connection until it is done: if another command breaks and
-    /// replaces it meanwhile, the socket stays open for the commands already on it. Closing it
-    /// under them would fail commands the server may have applied, and their retries would
-    /// apply them twice.
-    async fn lane(&self) -> RedisResult<Arc<LaneConn>> {
-        match self.live_lane() {
-            Some(current) => Ok(current),
-            // Boxed: a checkout may dial, and a dial's state machine is kilobytes that every
-            // command's future would otherwise carry and copy, though almost none dial.
-            None => Box::pin(self.open_lane()).await,
-        }
-    }
-
-    /// The slow path of [`PoolEngine::lane`]: one task at a time replaces a missing lane.
+    /// Replaces a missing lane, one task at a time; the others wait for its result.
     async fn open_lane(&self) -> RedisResult<Arc<LaneConn>> {
         let _turn = self.lane.reconnect.lock().await;
         if let Some(current) = self.live_lane() {
@@ -349,7 +334,18 @@ impl PoolEngine {
     {
         let mut retry = 0;
         loop {
-            let error = match self.lane().await {
+            // A command holds the lane's connection until it is done: if another command
+            // breaks and replaces it meanwhile, the socket stays open for the commands already
+            // on it. Closing it under them would fail commands the server may have applied,
+            // and their retries would apply them twice.
+            let lane = match self.live_lane() {
+                Some(lane) => Ok(lane),
+                // Boxed: a checkout may dial, and a dial's state machine is kilobytes that
+                // every command's future would otherwise carry and copy, though almost none
+                // dial.
+                None => Box::pin(self.open_lane()).await,
+            };
+            let error = match lane {
                 Ok(lane) => {
                     let _in_flight = self.backlog.track();
                     match attempt(lane.conn.clone()).await {
