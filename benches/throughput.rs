@@ -4,7 +4,7 @@
 //! 1. a plugin's `on_response`, run through the runtime's [`Pipeline`] (the injected handle),
 //! 2. the injected [`RedisPool`] called directly,
 //! 3. hand-written: one shared `redis::aio::MultiplexedConnection`, redis-rs defaults, which
-//!    leave Nagle's algorithm on, as redplug does for small writes,
+//!    leave Nagle's algorithm on, as redplug does for small writes to a server on its own host,
 //!
 //!    3n. the same with `TCP_NODELAY`, as go-redis and hiredis set it: what turning Nagle off
 //!    altogether costs a multiplexed connection (informative),
@@ -16,7 +16,7 @@
 //! rounds and ratios computed per round, then the median taken.
 //!
 //! ```text
-//! cargo bench --bench throughput                       # 7 rounds of 0.8 s per row
+//! cargo bench --bench throughput                       # 25 rounds of 0.25 s per row
 //! cargo bench --bench throughput -- --rounds 3 --secs 0.5
 //! REDPLUG_BENCH_ROUNDS=3 REDPLUG_BENCH_SECS=0.5 cargo bench --bench throughput
 //! ```
@@ -35,8 +35,11 @@ use redplug_runtime::pipeline::Pipeline;
 use redplug_testkit::RedisServer;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
-const DEFAULT_ROUNDS: usize = 7;
-const DEFAULT_SECS: f64 = 0.8;
+/// Many short rounds rather than a few long ones: on a shared machine a row's throughput drifts
+/// by a third within seconds, and rows measured close together in time drift together. Two
+/// runs of 7 rounds of 0.8 s gave ratio medians up to 0.2 apart; of 25 rounds of 0.25 s, 0.07.
+const DEFAULT_ROUNDS: usize = 25;
+const DEFAULT_SECS: f64 = 0.25;
 /// Every row increments the same key, like `redis-benchmark -t incr` (`counter:__rand_int__`
 /// without `-r` is one literal key).
 const KEY: &str = "bench:incr";
