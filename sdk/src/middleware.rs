@@ -102,27 +102,15 @@ impl<T: Middleware> DynMiddleware for T {
         &'a self,
         request: &'a mut Request,
     ) -> BoxFuture<'a, Result<Flow, PluginError>> {
-        boxed_in_place(|| Middleware::on_request(self, request))
+        Box::pin(Middleware::on_request(self, request))
     }
 
     fn on_response<'a>(
         &'a self,
         response: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), PluginError>> {
-        boxed_in_place(|| Middleware::on_response(self, response))
+        Box::pin(Middleware::on_response(self, response))
     }
-}
-
-/// Allocates first and builds the future after, so that the compiler can construct it in the
-/// allocation: `Box::pin(make())` builds it on the stack and then copies it.
-#[inline(always)]
-fn boxed_in_place<'a, T, F>(make: impl FnOnce() -> F) -> BoxFuture<'a, T>
-where
-    F: Future<Output = T> + Send + 'a,
-{
-    let slot = Box::<F>::new_uninit();
-    let future: Box<F> = Box::write(slot, make());
-    Box::into_pin(future)
 }
 
 #[cfg(test)]
