@@ -129,9 +129,12 @@ impl Connector {
         };
         let ended = Arc::new(AtomicBool::new(false));
         let marker = Ended(ended.clone());
+        let driver = async move {
+            let _marker = marker;
+            driver.await;
+        };
         let driver = match self.shutdown.clone() {
             Some(mut shutdown) => tokio::spawn(async move {
-                let _marker = marker;
                 let closed = async {
                     // A dropped sender means the owner is gone without shutting down: keep
                     // serving whoever still holds the connection.
@@ -144,10 +147,7 @@ impl Connector {
                     () = closed => {}
                 }
             }),
-            None => tokio::spawn(async move {
-                let _marker = marker;
-                driver.await;
-            }),
+            None => tokio::spawn(driver),
         }
         .abort_handle();
         let driver = DriverGuard(driver);

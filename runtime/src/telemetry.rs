@@ -65,11 +65,7 @@ impl Telemetry {
             db.operation = command_name(cmd),
             attributes = %self.attributes,
         );
-        if span.is_disabled() {
-            // Nobody listens at this level: skip the Instrumented wrapper on the hot path.
-            return boxed_in_place(run);
-        }
-        boxed_in_place(|| run().instrument(span))
+        boxed_in_span(span, run)
     }
 
     /// Boxes the future that `run` makes for a pipeline, in a `redis.pipeline` span unless
@@ -93,11 +89,7 @@ impl Telemetry {
             commands = pipeline.cmd_iter().count(),
             attributes = %self.attributes,
         );
-        if span.is_disabled() {
-            // Nobody listens at this level: skip the Instrumented wrapper on the hot path.
-            return boxed_in_place(run);
-        }
-        boxed_in_place(|| run().instrument(span))
+        boxed_in_span(span, run)
     }
 
     /// Publishes a pool's connection counts as gauges unless metrics are disabled.
@@ -116,6 +108,19 @@ impl Telemetry {
         gauge("max", status.max_size);
         metrics::gauge!("redplug_pool_waiting", "pool" => pool.clone()).set(status.waiting as f64);
     }
+}
+
+/// Boxes the future `run` makes inside `span`, or bare when nobody listens at the span's level:
+/// then the `Instrumented` wrapper would only cost the hot path.
+#[inline(always)]
+fn boxed_in_span<'a, T, F>(span: tracing::Span, run: impl FnOnce() -> F) -> RedisFuture<'a, T>
+where
+    F: Future<Output = RedisResult<T>> + Send + 'a,
+{
+    if span.is_disabled() {
+        return boxed_in_place(run);
+    }
+    boxed_in_place(|| run().instrument(span))
 }
 
 /// Allocates first and builds the future after, so that the compiler can construct it in the
