@@ -1,4 +1,4 @@
-//! How a multiplexed connection batches its writes.
+//! How a pooled connection's socket batches its writes and watches for replies.
 //!
 //! Many tasks share one socket, and each of their commands is small. Written one segment per
 //! command, every command costs a segment on our side and a wake-up, a read and an event-loop
@@ -31,16 +31,26 @@
 //! Connections are set up (TLS, `HELLO`, `AUTH`) with `TCP_NODELAY`, since a handshake's
 //! flights are not answered until they are complete; rule 1 starts when [`Coalescing`] takes
 //! the stream over.
+//!
+//! The same stream also keeps the **reply deadline** of the commands a pool counts in a
+//! connection's [`Backlog`] (those on its shared lane): while any of them waits, the server must
+//! send something at least once per reply timeout, as a go-redis read deadline renewed by every
+//! reply. One timer per connection keeps it rather than one per command: setting and clearing
+//! a timer for every command took more of a loaded client's time than anything else on the
+//! command's path. When the deadline passes, reading fails with a timeout, which ends the
+//! connection and every command on it; [`Backlog::timed_out`] then tells their callers why.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Writes of this many bytes go out without waiting a turn: the batch is worth a system call
 /// already.
@@ -55,30 +65,67 @@ pub const BUSY: u64 = 32;
 /// bytes per 16 KiB record. Batches within this of a segment are pushed too.
 const TLS_MARGIN: usize = 256;
 
-/// Commands started and finished on a pool's shared connection, counted by the pool and read by
-/// that pool's connections to see how busy the lane is.
-#[derive(Debug, Default)]
+/// The commands a pool runs on one connection, counted as they start and finish: how hard
+/// the connection's socket batches, whether it is idle, and since when its commands wait.
+/// Only the shared lane's commands are counted; exclusive connections count none, so they
+/// never step aside and have no reply deadline.
+#[derive(Debug)]
 pub struct Backlog {
     started: AtomicU64,
     finished: AtomicU64,
+    /// When the connection last went from no command in flight to one, as nanoseconds since
+    /// `epoch`: where a wait for replies starts.
+    busy_since: AtomicU64,
+    /// The reply deadline passed and the connection ended.
+    timed_out: AtomicBool,
+    epoch: Instant,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Self {
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            busy_since: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Backlog {
     /// Counts a command as started until the returned guard is dropped.
     pub fn track(&self) -> Tracked<'_> {
-        self.started.fetch_add(1, Ordering::Relaxed);
+        if self.unanswered() == 0 {
+            // Stored before the command counts, so that whoever sees the command also sees
+            // when its wait began.
+            let since = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.busy_since.store(since, Ordering::Relaxed);
+        }
+        self.started.fetch_add(1, Ordering::Release);
         Tracked(self)
     }
 
     /// Commands started so far.
     pub fn started(&self) -> u64 {
-        self.started.load(Ordering::Relaxed)
+        self.started.load(Ordering::Acquire)
     }
 
     /// Commands started and not yet finished.
     pub fn unanswered(&self) -> u64 {
         let finished = self.finished.load(Ordering::Relaxed);
         self.started().saturating_sub(finished)
+    }
+
+    /// Whether the connection ended because the server did not answer within the reply
+    /// timeout: its commands then fail with broken-pipe errors that really are timeouts.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Acquire)
+    }
+
+    /// When the connection last went from idle to busy.
+    fn busy_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.busy_since.load(Ordering::Relaxed))
     }
 }
 
@@ -88,6 +135,74 @@ pub struct Tracked<'a>(&'a Backlog);
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
         self.0.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The reply deadline of a connection's counted commands (see the module documentation).
+struct ReplyDeadline {
+    timeout: Duration,
+    /// Made on first use; set to the current wait's deadline or an earlier one while `set`.
+    timer: Option<Pin<Box<Sleep>>>,
+    set: bool,
+    /// When bytes last came back.
+    last_read: Instant,
+}
+
+impl ReplyDeadline {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            timer: None,
+            set: false,
+            last_read: Instant::now(),
+        }
+    }
+
+    /// Called whenever a read finds nothing to read. Fails once the commands in `backlog`
+    /// waited a whole timeout without a byte from the server; otherwise makes sure the task
+    /// is woken when that would be.
+    fn check(&mut self, backlog: &Backlog, cx: &mut Context<'_>) -> io::Result<()> {
+        if backlog.unanswered() == 0 {
+            // A timer still set only wakes the task once for nothing.
+            self.set = false;
+            return Ok(());
+        }
+        // The wait started with the first command of this busy spell or with the last reply,
+        // whichever came later. Both only move forward, so a timer set for an earlier wait
+        // fires early, never late.
+        let deadline = self.last_read.max(backlog.busy_since()) + self.timeout;
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if let Some(timer) = self.timer.as_mut().filter(|_| self.set) {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() < deadline {
+                // Set for an earlier wait: set it again for this one.
+                self.set = false;
+            }
+        }
+        if !self.set {
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.set = true;
+            let fired = self
+                .timer
+                .as_mut()
+                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+            if !fired {
+                return Ok(());
+            }
+        }
+        backlog.timed_out.store(true, Ordering::Release);
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the server sent no reply for {:?} while commands waited",
+                self.timeout
+            ),
+        ))
     }
 }
 
@@ -112,8 +227,10 @@ impl Transport for tokio_rustls::client::TlsStream<TcpStream> {
 /// A stream that batches writes by the rules in the module documentation.
 pub struct Coalescing<S> {
     inner: S,
-    /// The pool's count of unanswered commands; none for connections outside a pool.
-    backlog: Option<Arc<Backlog>>,
+    /// The commands on this connection, as the pool counts them.
+    backlog: Arc<Backlog>,
+    /// Set when counted commands have a reply timeout.
+    deadline: Option<ReplyDeadline>,
     /// Nagle's algorithm is used for small batches: the server is on this host (rule 1).
     nagle: bool,
     /// Batches of this many bytes or more are pushed past Nagle's algorithm.
@@ -131,9 +248,9 @@ pub struct Coalescing<S> {
 
 impl<S: Transport> Coalescing<S> {
     /// Wraps `inner`, a stream with `TCP_NODELAY` set, and clears it when the server is on
-    /// this host (rule 1). `backlog` is the pool's count of commands in flight on its shared
-    /// connection.
-    pub fn new(inner: S, backlog: Option<&Arc<Backlog>>) -> Self {
+    /// this host (rule 1). `backlog` counts the commands in flight on this connection; while
+    /// any wait, the server must send something at least once per `reply_timeout`.
+    pub fn new(inner: S, backlog: Arc<Backlog>, reply_timeout: Option<Duration>) -> Self {
         let tcp = inner.tcp();
         let segment = tcp
             .and_then(|tcp| socket2::SockRef::from(tcp).tcp_mss().ok())
@@ -145,7 +262,8 @@ impl<S: Transport> Coalescing<S> {
         let nagle = tcp.is_some_and(|tcp| same_host(tcp) && tcp.set_nodelay(false).is_ok());
         Self {
             inner,
-            backlog: backlog.cloned(),
+            backlog,
+            deadline: reply_timeout.map(ReplyDeadline::new),
             nagle,
             push_from: segment.saturating_sub(TLS_MARGIN).max(1),
             pushing: !nagle,
@@ -161,11 +279,7 @@ impl<S: Transport> Coalescing<S> {
         if self.writing || self.waited || !self.awaiting_reply || len >= MAX_HELD {
             return false;
         }
-        let busy = self
-            .backlog
-            .as_ref()
-            .is_some_and(|backlog| backlog.unanswered() >= BUSY);
-        if !busy {
+        if self.backlog.unanswered() < BUSY {
             return false;
         }
         self.waited = true;
@@ -220,9 +334,18 @@ impl<S: Transport> AsyncRead for Coalescing<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let this = &mut *self;
+        if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+            if let Some(deadline) = &mut this.deadline {
+                deadline.check(&this.backlog, cx)?;
+            }
+            return Poll::Pending;
+        }
         if buf.filled().len() > before {
             self.awaiting_reply = false;
+            if let Some(deadline) = &mut self.deadline {
+                deadline.last_read = Instant::now();
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -306,10 +429,10 @@ mod tests {
     }
 
     impl<S: Transport> Probe<S> {
-        fn over(stream: S, backlog: Option<&Arc<Backlog>>) -> Self {
+        fn over(stream: S, backlog: Arc<Backlog>) -> Self {
             let wakes = Arc::new(Wakes::default());
             Self {
-                stream: Coalescing::new(stream, backlog),
+                stream: Coalescing::new(stream, backlog, None),
                 waker: Waker::from(wakes.clone()),
                 wakes,
             }
@@ -332,7 +455,7 @@ mod tests {
     }
 
     impl Probe<DuplexStream> {
-        fn new(backlog: Option<&Arc<Backlog>>) -> (Self, DuplexStream) {
+        fn new(backlog: Arc<Backlog>) -> (Self, DuplexStream) {
             let (ours, server) = duplex(1 << 20);
             (Self::over(ours, backlog), server)
         }
@@ -371,7 +494,7 @@ mod tests {
     #[test]
     fn a_write_with_nothing_unanswered_goes_out_at_once() {
         let backlog = busy(BUSY);
-        let (mut probe, _server) = Probe::new(Some(&backlog));
+        let (mut probe, _server) = Probe::new(backlog);
         assert_eq!(written(probe.write(PING)), PING.len());
         assert_eq!(probe.wakes(), 0);
     }
@@ -379,7 +502,7 @@ mod tests {
     #[test]
     fn under_light_load_a_batch_behind_an_unanswered_one_goes_out_at_once() {
         let backlog = busy(BUSY - 1);
-        let (mut probe, _server) = Probe::new(Some(&backlog));
+        let (mut probe, _server) = Probe::new(backlog);
         written(probe.write(PING));
         probe.flush();
         assert_eq!(written(probe.write(PING)), PING.len());
@@ -387,8 +510,8 @@ mod tests {
     }
 
     #[test]
-    fn outside_a_pool_nothing_waits() {
-        let (mut probe, _server) = Probe::new(None);
+    fn with_no_command_counted_nothing_waits() {
+        let (mut probe, _server) = Probe::new(Arc::default());
         written(probe.write(PING));
         probe.flush();
         assert_eq!(written(probe.write(PING)), PING.len());
@@ -398,7 +521,7 @@ mod tests {
     #[test]
     fn under_heavy_load_a_batch_behind_an_unanswered_one_waits_one_turn() {
         let backlog = busy(BUSY);
-        let (mut probe, _server) = Probe::new(Some(&backlog));
+        let (mut probe, _server) = Probe::new(backlog);
         written(probe.write(PING));
         probe.flush();
 
@@ -422,7 +545,7 @@ mod tests {
     #[test]
     fn the_rest_of_a_batch_never_waits() {
         let backlog = busy(BUSY);
-        let (mut probe, _server) = Probe::new(Some(&backlog));
+        let (mut probe, _server) = Probe::new(backlog);
         written(probe.write(PING));
         // No flush yet: the same batch goes on, as after a partial write.
         written(probe.write(PING));
@@ -432,7 +555,7 @@ mod tests {
     #[tokio::test]
     async fn a_reply_ends_the_wait_before_it_starts() {
         let backlog = busy(BUSY);
-        let (mut probe, mut server) = Probe::new(Some(&backlog));
+        let (mut probe, mut server) = Probe::new(backlog);
         written(probe.write(PING));
         probe.flush();
         let mut request = [0u8; PING.len()];
@@ -448,7 +571,7 @@ mod tests {
     #[test]
     fn a_large_batch_goes_out_at_once() {
         let backlog = busy(BUSY);
-        let (mut probe, _server) = Probe::new(Some(&backlog));
+        let (mut probe, _server) = Probe::new(backlog);
         written(probe.write(PING));
         probe.flush();
         let large = vec![b'x'; MAX_HELD];
@@ -469,7 +592,7 @@ mod tests {
             let mut sink = Vec::new();
             server.read_to_end(&mut sink).await.map(|_| sink.len())
         });
-        let mut probe = Probe::over(client, None);
+        let mut probe = Probe::over(client, Arc::default());
         let nodelay = |probe: &Probe<TcpStream>| probe.stream.inner.nodelay().unwrap();
         assert!(!nodelay(&probe), "a connection to this host uses Nagle");
 
@@ -496,6 +619,126 @@ mod tests {
         drop(probe);
         let received = drain.await.unwrap().unwrap();
         assert_eq!(received, 2 * PING.len() + large.len());
+    }
+
+    /// How long the reply-deadline tests let counted commands wait.
+    const REPLY_TIMEOUT: Duration = Duration::from_millis(150);
+
+    /// A stream with the reply deadline, over an in-memory pipe to a fake server.
+    fn timed(backlog: &Arc<Backlog>) -> (Coalescing<DuplexStream>, DuplexStream) {
+        let (ours, server) = duplex(1 << 16);
+        let stream = Coalescing::new(ours, backlog.clone(), Some(REPLY_TIMEOUT));
+        (stream, server)
+    }
+
+    /// Reads once, giving up (with `None`) after `patience`.
+    async fn read_within(
+        stream: &mut Coalescing<DuplexStream>,
+        patience: Duration,
+    ) -> Option<io::Result<usize>> {
+        let mut reply = [0u8; 64];
+        tokio::time::timeout(patience, stream.read(&mut reply))
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_answering_fails_the_read_at_the_deadline() {
+        let backlog = Arc::new(Backlog::default());
+        let (mut stream, _server) = timed(&backlog);
+        let _waiting = backlog.track();
+        stream.write_all(PING).await.unwrap();
+        let started = Instant::now();
+
+        let read = read_within(&mut stream, Duration::from_secs(5)).await;
+        let took = started.elapsed();
+        let error = match read {
+            Some(Err(error)) => error,
+            other => panic!("expected a timeout, got {other:?}"),
+        };
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(error.to_string().contains("no reply"), "{error}");
+        assert!(
+            (REPLY_TIMEOUT..REPLY_TIMEOUT * 4).contains(&took),
+            "failed after {took:?}, not at the {REPLY_TIMEOUT:?} deadline"
+        );
+        assert!(backlog.timed_out());
+    }
+
+    #[tokio::test]
+    async fn every_reply_renews_the_deadline() {
+        let backlog = Arc::new(Backlog::default());
+        let (mut stream, mut server) = timed(&backlog);
+        let _waiting = backlog.track();
+        // Six replies, each well within the timeout of the one before, and together four
+        // timeouts long.
+        let pace = REPLY_TIMEOUT / 3 * 2;
+        let replies = tokio::spawn(async move {
+            for _ in 0..6 {
+                tokio::time::sleep(pace).await;
+                server.write_all(b"+PONG\r\n").await.unwrap();
+            }
+            server
+        });
+        let started = Instant::now();
+        let mut received = 0;
+        while received < 6 * 7 {
+            match read_within(&mut stream, Duration::from_secs(5)).await {
+                Some(Ok(n)) if n > 0 => received += n,
+                other => panic!(
+                    "after {received} bytes and {:?}: {other:?}",
+                    started.elapsed()
+                ),
+            }
+        }
+        assert!(started.elapsed() > REPLY_TIMEOUT * 3);
+        assert!(!backlog.timed_out());
+        // And once the replies stop, the deadline holds again.
+        let _server = replies.await.unwrap();
+        let read = read_within(&mut stream, Duration::from_secs(5)).await;
+        assert!(
+            matches!(&read, Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_has_no_deadline() {
+        let backlog = Arc::new(Backlog::default());
+        let (mut stream, _server) = timed(&backlog);
+        drop(backlog.track());
+
+        let read = read_within(&mut stream, REPLY_TIMEOUT * 3).await;
+        assert!(read.is_none(), "an idle connection's read ended: {read:?}");
+        assert!(!backlog.timed_out());
+    }
+
+    #[tokio::test]
+    async fn a_wait_starts_at_its_first_command_not_at_the_last_reply() {
+        let backlog = Arc::new(Backlog::default());
+        let (mut stream, mut server) = timed(&backlog);
+        let first = backlog.track();
+        server.write_all(b"+PONG\r\n").await.unwrap();
+        assert!(matches!(
+            read_within(&mut stream, Duration::from_secs(5)).await,
+            Some(Ok(7))
+        ));
+        drop(first);
+        // Idle for most of a timeout after the last reply, then a new command waits.
+        tokio::time::sleep(REPLY_TIMEOUT * 2 / 3).await;
+        let _second = backlog.track();
+        let started = Instant::now();
+
+        let read = read_within(&mut stream, Duration::from_secs(5)).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(&read, Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{read:?}"
+        );
+        assert!(
+            took >= REPLY_TIMEOUT,
+            "the new command was given only {took:?} of its {REPLY_TIMEOUT:?}"
+        );
     }
 
     #[test]

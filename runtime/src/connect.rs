@@ -35,8 +35,8 @@ pub struct Connector {
     tls: Option<TlsConnector>,
     /// Turns true when the owner shuts down; every connection opened here closes then.
     shutdown: Option<watch::Receiver<bool>>,
-    /// The owning pool's count of commands in flight on its shared connection.
-    backlog: Option<Arc<Backlog>>,
+    /// How long counted commands may wait without a reply (see [`crate::coalesce`]).
+    reply_timeout: Option<Duration>,
 }
 
 impl Connector {
@@ -63,7 +63,7 @@ impl Connector {
             dial_timeout: options.dial_timeout,
             tls,
             shutdown: None,
-            backlog: None,
+            reply_timeout: None,
         }
     }
 
@@ -74,10 +74,10 @@ impl Connector {
         self
     }
 
-    /// Lets the connections opened here batch harder while `backlog` shows many commands in
-    /// flight (see [`crate::coalesce`]).
-    pub fn batching_by(mut self, backlog: Arc<Backlog>) -> Self {
-        self.backlog = Some(backlog);
+    /// Ends a connection opened here, and fails the commands counted in its [`Connection::backlog`],
+    /// when the server sends nothing for `timeout` while any of them waits.
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = Some(timeout);
         self
     }
 
@@ -118,14 +118,15 @@ impl Connector {
         let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
         // Set for the handshake; from then on the stream decides per batch (`crate::coalesce`).
         tcp.set_nodelay(true)?;
+        let backlog = Arc::new(Backlog::default());
         let (mut conn, driver) = match &self.tls {
             Some(connector) => {
                 let name = tls::server_name(&self.address.host)
                     .map_err(|message| io_error(io::ErrorKind::InvalidInput, message))?;
                 let stream = connector.connect(name, tcp).await?;
-                self.handshake(stream).await?
+                self.handshake(stream, backlog.clone()).await?
             }
-            None => self.handshake(tcp).await?,
+            None => self.handshake(tcp, backlog.clone()).await?,
         };
         let ended = Arc::new(AtomicBool::new(false));
         let marker = Ended(ended.clone());
@@ -161,6 +162,7 @@ impl Connector {
         Ok(Connection {
             conn,
             ended,
+            backlog,
             _driver: Arc::new(driver),
         })
     }
@@ -170,18 +172,20 @@ impl Connector {
     async fn handshake<S>(
         &self,
         stream: S,
+        backlog: Arc<Backlog>,
     ) -> RedisResult<(MultiplexedConnection, BoxFuture<'static, ()>)>
     where
         S: Transport + Send + 'static,
     {
-        // Timeouts are enforced per use (the shared lane) or not at all (blocking commands on
-        // an exclusive connection), never by redis-rs' 500ms default.
+        // No per-command timeout, and never redis-rs' 500 ms default: the shared lane's
+        // commands have the stream's reply deadline, blocking commands on an exclusive
+        // connection wait as long as they must.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
         let (conn, driver) = MultiplexedConnection::new_with_config(
             &self.info,
-            Coalescing::new(stream, self.backlog.as_ref()),
+            Coalescing::new(stream, backlog, self.reply_timeout),
             config,
         )
         .await?;
@@ -295,6 +299,8 @@ pub struct Connection {
     /// Set when the socket's driver task ends. Cheaper to read on every command than the
     /// task's own state, which the driver rewrites on every wake-up.
     ended: Arc<AtomicBool>,
+    /// The commands counted on this connection, shared with its socket.
+    backlog: Arc<Backlog>,
     _driver: Arc<DriverGuard>,
 }
 
@@ -302,6 +308,12 @@ impl Connection {
     /// True once the socket's driver task ended: the server closed the connection or it broke.
     pub fn is_closed(&self) -> bool {
         self.ended.load(Ordering::Acquire)
+    }
+
+    /// The commands counted on this connection: counting one lets the socket batch harder
+    /// under load and gives it the reply deadline.
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
     }
 }
 

@@ -4,7 +4,7 @@
 //! server closed.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::RedisResult;
@@ -12,7 +12,7 @@ use redplug::PoolBackend;
 use tokio::task::JoinHandle;
 
 use crate::config::ConnectionOptions;
-use crate::pool::PoolEngine;
+use crate::pool::{LaneUse, PoolEngine};
 
 /// The limits maintenance enforces for one pool.
 #[derive(Clone, Debug)]
@@ -69,7 +69,7 @@ pub async fn top_up(engine: &PoolEngine, min_idle: usize) -> RedisResult<usize> 
 }
 
 /// One round of housekeeping; `lane_idle` remembers when the shared lane was last used.
-pub async fn run_once(engine: &PoolEngine, limits: &Limits, lane_idle: &mut (u64, Instant)) {
+pub async fn run_once(engine: &PoolEngine, limits: &Limits, lane_idle: &mut LaneUse) {
     let mut idle_kept = 0;
     let result = engine.pool().retain(|connection, metrics| {
         let expired = connection.is_closed()
@@ -106,7 +106,7 @@ pub fn spawn(engine: &Arc<PoolEngine>, limits: Limits) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(limits.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut lane_idle = (0, Instant::now());
+        let mut lane_idle = LaneUse::default();
         loop {
             ticker.tick().await;
             let Some(engine) = weak.upgrade() else {

@@ -20,14 +20,14 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use redplug::{PoolBackend, PoolStatus, PooledConnection, RedisPool};
 
-use crate::coalesce::Backlog;
 use crate::config::PoolConfig;
 use crate::connect::{Connection, Connector};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
 use crate::telemetry::Telemetry;
 
-/// How long a command on the shared lane may wait for its reply: go-redis' default read
-/// timeout. Blocking commands belong on an exclusive connection, which has no such limit.
+/// How long commands on the shared lane may wait without a reply from the server: go-redis'
+/// default read timeout, renewed by every reply (see [`crate::coalesce`]). Blocking commands
+/// belong on an exclusive connection, which has no such limit.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens, verifies and retires the pool's connections for deadpool.
@@ -98,8 +98,6 @@ pub struct PoolEngine {
     closed: AtomicBool,
     /// Set by [`PoolEngine::close`]; ends the socket of every connection, checked out or not.
     shutdown: tokio::sync::watch::Sender<bool>,
-    /// Commands on the shared lane: how hard its socket batches, and whether it is idle.
-    backlog: Arc<Backlog>,
 }
 
 /// The connection every plain command shares, replaced when it breaks or expires.
@@ -109,6 +107,24 @@ struct Lane {
     /// One task reconnects at a time; the others wait for its result instead of dialing too.
     reconnect: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+}
+
+/// When maintenance last saw a pool's shared lane used, to retire it once idle; start with
+/// `LaneUse::default()`.
+#[derive(Debug)]
+pub struct LaneUse {
+    /// The lane's generation and the commands started on it.
+    uses: (u64, u64),
+    since: Instant,
+}
+
+impl Default for LaneUse {
+    fn default() -> Self {
+        Self {
+            uses: (0, 0),
+            since: Instant::now(),
+        }
+    }
 }
 
 /// The lane's connection: a checked-out pool object and a multiplexed clone of it.
@@ -141,9 +157,10 @@ impl PoolEngine {
     pub fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
         let options = &config.options;
         let (shutdown, closing) = tokio::sync::watch::channel(false);
-        let backlog = Arc::new(Backlog::default());
         let manager = Manager {
-            connector: connector.closing_on(closing).batching_by(backlog.clone()),
+            connector: connector
+                .closing_on(closing)
+                .reply_timeout(RESPONSE_TIMEOUT),
             max_idle_time: options.conn_max_idle_time,
             max_life_time: options.conn_max_life_time,
             verify_timeout: options.dial_timeout.min(RESPONSE_TIMEOUT),
@@ -168,7 +185,6 @@ impl PoolEngine {
             pool_timeout: options.pool_timeout,
             closed: AtomicBool::new(false),
             shutdown,
-            backlog,
         }))
     }
 
@@ -211,18 +227,21 @@ impl PoolEngine {
     pub(crate) fn retire_lane(
         &self,
         max_life: Option<Duration>,
-        idle_uses: &mut (u64, Instant),
+        last_use: &mut LaneUse,
         max_idle: Option<Duration>,
     ) {
         let Some(lane) = self.lane.current.load_full() else {
             return;
         };
-        let uses = self.backlog.started();
-        if uses != idle_uses.0 {
-            *idle_uses = (uses, Instant::now());
+        let uses = (lane.generation, lane.link.backlog().started());
+        if uses != last_use.uses {
+            *last_use = LaneUse {
+                uses,
+                since: Instant::now(),
+            };
         }
         let too_old = max_life.is_some_and(|max| lane.created.elapsed() >= max);
-        let too_idle = max_idle.is_some_and(|max| idle_uses.1.elapsed() >= max);
+        let too_idle = max_idle.is_some_and(|max| last_use.since.elapsed() >= max);
         if too_old || too_idle {
             tracing::debug!(pool = %self.name, too_old, too_idle, "retiring the shared connection");
             lane.broken.store(true, Ordering::Relaxed);
@@ -246,8 +265,7 @@ impl PoolEngine {
             return Err(self.shut_down_error());
         }
         let object = self.checkout().await?;
-        let mut conn = object.conn.clone();
-        conn.set_response_timeout(RESPONSE_TIMEOUT);
+        let conn = object.conn.clone();
         let lane = Arc::new(LaneConn {
             generation: self.lane.generation.fetch_add(1, Ordering::Relaxed),
             conn,
@@ -347,14 +365,24 @@ impl PoolEngine {
             };
             let error = match lane {
                 Ok(lane) => {
-                    let _in_flight = self.backlog.track();
-                    match attempt(lane.conn.clone()).await {
+                    let backlog = lane.link.backlog();
+                    let in_flight = backlog.track();
+                    let result = attempt(lane.conn.clone()).await;
+                    drop(in_flight);
+                    match result {
                         Ok(value) => return Ok(value),
                         Err(error) => {
                             if breaks_connection(&error) {
                                 self.invalidate(&lane);
                             }
-                            error
+                            if backlog.timed_out() {
+                                // The socket ended at the reply deadline; all but one of its
+                                // commands only see it gone. None may be retried: the server
+                                // may have run it.
+                                self.reply_timeout_error()
+                            } else {
+                                error
+                            }
                         }
                     }
                 }
@@ -370,6 +398,19 @@ impl PoolEngine {
             tracing::debug!(pool = %self.name, retry, ?wait, %error, "retrying a failed command");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    fn reply_timeout_error(&self) -> RedisError {
+        io_error(
+            io::ErrorKind::TimedOut,
+            format!(
+                "pool `{}`: the server sent no reply for {RESPONSE_TIMEOUT:?} (the shared \
+                 connection's response timeout), so the connection was closed; the command may \
+                 or may not have run. Run slow or blocking commands on an exclusive connection \
+                 (`RedisPool::get`)",
+                self.name
+            ),
+        )
     }
 
     /// Names the pool in network failures the caller would otherwise see bare.
