@@ -11,9 +11,10 @@
 //! 4. hand-written: `deadpool_redis::Pool::get()` per command,
 //! 5. `redis-benchmark -t incr -c N -P 1` on the same server, for scale.
 //!
-//! Rows run interleaved (every row at every concurrency once per round, in a rotating order) so
-//! that a noisy neighbour or a drifting clock hits every row alike; the table shows medians over
-//! rounds and ratios computed per round, then the median taken.
+//! Rows run interleaved (every row at every concurrency once per round, after an idle pause, in
+//! an order in which over six rounds each row follows each other row once) so that a noisy
+//! neighbour, a drifting clock or what the previous row left behind hits every row alike; the
+//! table shows medians over rounds and ratios computed per round, then the median taken.
 //!
 //! ```text
 //! cargo bench --bench throughput                       # 25 rounds of 0.25 s per row
@@ -40,6 +41,12 @@ const CONCURRENCY: [usize; 3] = [1, 16, 64];
 /// runs of 7 rounds of 0.8 s gave ratio medians up to 0.2 apart; of 25 rounds of 0.25 s, 0.07.
 const DEFAULT_ROUNDS: usize = 25;
 const DEFAULT_SECS: f64 = 0.25;
+/// An idle pause before every measurement, so that each row starts from the same quiet
+/// machine. Without it the 1-task rows were bimodal, 9 or 75 us per INCR, depending on which
+/// row ran just before (likely whether the task and its connection's driver then shared a
+/// worker thread, or every reply had to wake a parked one): with a plain rotation the row
+/// after `redis-benchmark` always looked twice as fast as the others. 20 ms was not enough.
+const SETTLE: Duration = Duration::from_millis(150);
 /// Every row increments the same key, like `redis-benchmark -t incr` (`counter:__rand_int__`
 /// without `-r` is one literal key).
 const KEY: &str = "bench:incr";
@@ -330,9 +337,7 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
             if settings.tasks.is_some_and(|only| only != tasks) {
                 continue;
             }
-            let mut order = Row::ALL;
-            order.rotate_left(round % Row::ALL.len());
-            for row in order {
+            for row in round_order(round) {
                 if settings
                     .row
                     .as_deref()
@@ -340,6 +345,7 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
                 {
                     continue;
                 }
+                tokio::time::sleep(SETTLE).await;
                 let sample = match clients.get(&row) {
                     Some(client) => measure_tasks(client, tasks, secs, &mut admin).await,
                     None => {
@@ -365,6 +371,15 @@ async fn run(server: &RedisServer, settings: &Settings) -> bool {
     }
     runtime.shutdown().await;
     report(&samples, settings)
+}
+
+/// The order of the rows in round `round`: a Williams design, in which over every six rounds
+/// each row runs once right after each other row. A plain rotation always ran the same row
+/// right after `redis-benchmark`, an outside process during which the runtime sat idle, and
+/// that row alone started from a quiet machine (see [`SETTLE`]).
+fn round_order(round: usize) -> [Row; 6] {
+    const FIRST: [usize; 6] = [0, 1, 5, 2, 4, 3];
+    FIRST.map(|index| Row::ALL[(index + round) % Row::ALL.len()])
 }
 
 /// Runs `tasks` copies of `client` for `duration`, each doing one `INCR` after another.
