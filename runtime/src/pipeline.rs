@@ -65,24 +65,16 @@ impl Pipeline {
         Fut: Future<Output = Response>,
     {
         let mut entered = 0;
-        let mut early = None;
-        for (name, plugin) in self.plugins.iter() {
-            entered += 1;
-            match plugin.on_request(&mut request).await {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Respond(response)) => {
-                    early = Some(response);
-                    break;
-                }
-                Err(error) => {
-                    early = Some(error_response(name, "on_request", &error));
-                    break;
+        let mut response = 'respond: {
+            for (name, plugin) in self.plugins.iter() {
+                entered += 1;
+                match plugin.on_request(&mut request).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Respond(response)) => break 'respond response,
+                    Err(error) => break 'respond error_response(name, "on_request", &error),
                 }
             }
-        }
-        let mut response = match early {
-            Some(response) => response,
-            None => backend(request).await,
+            backend(request).await
         };
         for (name, plugin) in self.plugins[..entered].iter().rev() {
             if let Err(error) = plugin.on_response(&mut response).await {
