@@ -754,6 +754,47 @@ async fn slow_server_times_out_calls_releases_waiters_and_stays_usable() {
     assert!(usable_after < Duration::from_secs(2), "{usable_after:?}");
 }
 
+/// The lane's 3 s is a read deadline renewed by every reply, not a limit per command: two
+/// `DEBUG SLEEP 2` on the lane, the second queued behind the first, answer after 2 and 4 s,
+/// and a `GET` queued behind both waits 4 s, all without a timeout, since the server never
+/// went 3 s without answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_renew_the_lane_deadline_for_commands_queued_behind_them() {
+    let server = RedisServer::start();
+    let (runtime, redis) = start(&server, json!({})).await;
+    let () = redis.clone().set("queued", 7).await.unwrap();
+    let started = Instant::now();
+    let sleep = |redis: RedisPool| async move {
+        let result: RedisResult<String> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(2)
+            .query_async(&mut redis.clone())
+            .await;
+        (started.elapsed(), result)
+    };
+    let first = tokio::spawn(sleep(redis.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = tokio::spawn(sleep(redis.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = read(&redis, "queued").await;
+    let queued_after = started.elapsed();
+    let (first_after, first) = first.await.unwrap();
+    let (second_after, second) = second.await.unwrap();
+    runtime.shutdown().await;
+
+    println!(
+        "DEBUG SLEEP 2 twice on the lane: answered after {first_after:?} and {second_after:?}, \
+         the GET behind them after {queued_after:?}"
+    );
+    assert_eq!(first.as_deref(), Ok("OK"));
+    assert_eq!(second.as_deref(), Ok("OK"), "the second sleep timed out");
+    assert_eq!(queued, Ok(Some(7)), "the queued GET timed out");
+    assert!(
+        second_after > Duration::from_millis(3_500),
+        "the sleeps did not queue on one connection: {second_after:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
