@@ -74,8 +74,9 @@ impl Connector {
         self
     }
 
-    /// Ends a connection opened here, and fails the commands counted in its [`Connection::backlog`],
-    /// when the server sends nothing for `timeout` while any of them waits.
+    /// Ends a connection opened here, failing the commands counted in its
+    /// [`Connection::backlog`], when the server sends nothing for `timeout` while any of them
+    /// waits.
     pub fn reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = Some(timeout);
         self
@@ -310,8 +311,9 @@ impl Connection {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// The commands counted on this connection: counting one lets the socket batch harder
-    /// under load and gives it the reply deadline.
+    /// The commands counted on this connection. Counted commands have the reply deadline (see
+    /// [`Connector::reply_timeout`]); the shared lane counts its commands, exclusive users do
+    /// not.
     pub fn backlog(&self) -> &Backlog {
         &self.backlog
     }
