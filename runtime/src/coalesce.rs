@@ -155,35 +155,38 @@ impl ReplyDeadline {
             self.set = false;
             return Ok(());
         }
+        // Polled once when set, the timer holds this task's waker (the stream is only ever
+        // polled by its connection's driver) and wakes it when due: until then a look at its
+        // state is all a read needs.
+        let fired = match &self.timer {
+            Some(timer) if self.set => {
+                if !timer.is_elapsed() {
+                    return Ok(());
+                }
+                true
+            }
+            _ => false,
+        };
         // The wait started with the first command of this busy spell or with the last reply,
         // whichever came later. Both only move forward, so a timer set for an earlier wait
         // fires early, never late.
         let deadline = self.last_read.max(backlog.busy_since()) + self.timeout;
         let deadline = tokio::time::Instant::from_std(deadline);
-        if let Some(timer) = self.timer.as_ref().filter(|_| self.set) {
-            // Polled once when set, the timer holds this task's waker and wakes it when due:
-            // until then a look at its state is enough, and cheaper than polling it again.
-            if !timer.is_elapsed() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() < deadline {
-                // Set for an earlier wait: set it again for this one.
-                self.set = false;
-            }
-        }
-        if !self.set {
+        let expired = if fired && tokio::time::Instant::now() >= deadline {
+            true
+        } else {
+            // Not set yet, or set for an earlier wait: set it for this one.
             match &mut self.timer {
                 Some(timer) => timer.as_mut().reset(deadline),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
             }
             self.set = true;
-            let fired = self
-                .timer
+            self.timer
                 .as_mut()
-                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
-            if !fired {
-                return Ok(());
-            }
+                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+        };
+        if !expired {
+            return Ok(());
         }
         backlog.timed_out.store(true, Ordering::Release);
         Err(io::Error::new(
