@@ -128,6 +128,8 @@ impl Drop for Tracked<'_> {
 
 /// The reply deadline of a connection's counted commands (see the module documentation).
 struct ReplyDeadline {
+    /// The commands on the connection, as the pool counts them.
+    backlog: Arc<Backlog>,
     timeout: Duration,
     /// Made on first use; set to the current wait's deadline or an earlier one while `set`.
     timer: Option<Pin<Box<Sleep>>>,
@@ -137,8 +139,9 @@ struct ReplyDeadline {
 }
 
 impl ReplyDeadline {
-    fn new(timeout: Duration) -> Self {
+    fn new(backlog: Arc<Backlog>, timeout: Duration) -> Self {
         Self {
+            backlog,
             timeout,
             timer: None,
             set: false,
@@ -146,10 +149,11 @@ impl ReplyDeadline {
         }
     }
 
-    /// Called whenever a read finds nothing to read. Fails once the commands in `backlog`
-    /// waited a whole timeout without a byte from the server; otherwise makes sure the task
-    /// is woken when that would be.
-    fn check(&mut self, backlog: &Backlog, cx: &mut Context<'_>) -> io::Result<()> {
+    /// Called whenever a read finds nothing to read. Fails once the counted commands waited a
+    /// whole timeout without a byte from the server; otherwise makes sure the task is woken
+    /// when that would be.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let backlog = &*self.backlog;
         if backlog.unanswered() == 0 {
             // A timer still set only wakes the task once for nothing.
             self.set = false;
@@ -217,11 +221,10 @@ impl Transport for tokio_rustls::client::TlsStream<TcpStream> {
     }
 }
 
-/// A stream that batches writes by the rules in the module documentation.
+/// A stream that batches writes and keeps the reply deadline by the rules in the module
+/// documentation.
 pub struct Coalescing<S> {
     inner: S,
-    /// The commands on this connection, as the pool counts them.
-    backlog: Arc<Backlog>,
     /// Set when counted commands have a reply timeout.
     deadline: Option<ReplyDeadline>,
     /// Nagle's algorithm is used for small batches: the server is on this host (rule 1).
@@ -251,8 +254,7 @@ impl<S: Transport> Coalescing<S> {
         let nagle = tcp.is_some_and(|tcp| same_host(tcp) && tcp.set_nodelay(false).is_ok());
         Self {
             inner,
-            backlog,
-            deadline: reply_timeout.map(ReplyDeadline::new),
+            deadline: reply_timeout.map(|timeout| ReplyDeadline::new(backlog, timeout)),
             nagle,
             push_from: segment.saturating_sub(TLS_MARGIN).max(1),
             pushing: !nagle,
@@ -305,10 +307,9 @@ impl<S: Transport> AsyncRead for Coalescing<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let this = &mut *self;
-        if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
-            if let Some(deadline) = &mut this.deadline {
-                deadline.check(&this.backlog, cx)?;
+        if Pin::new(&mut self.inner).poll_read(cx, buf)?.is_pending() {
+            if let Some(deadline) = &mut self.deadline {
+                deadline.check(cx)?;
             }
             return Poll::Pending;
         }
