@@ -69,6 +69,7 @@ use redis::{Arg, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionI
 use redis::{RedisError, RedisFuture, RedisResult, Value};
 use redplug::{ClusterBackend, NeedKind, PooledConnection, RedisCluster, RedisPool};
 
+use crate::blocking;
 use crate::config::{Address, ClusterConfig, ConnectionOptions};
 use crate::error::StartupError;
 use crate::pool::RESPONSE_TIMEOUT;
@@ -381,7 +382,11 @@ impl ClusterBackend for ClusterEngine {
                 .timeout_get(&timeouts)
                 .await
                 .map_err(|error| self.checkout_error(error))?;
-            Ok(PooledConnection::new(Box::new(Exclusive { object })))
+            Ok(PooledConnection::new(Box::new(Exclusive {
+                object: Some(object),
+                owner: Arc::from(format!("cluster `{}`", self.name)),
+                late: false,
+            })))
         })
     }
 
@@ -593,14 +598,54 @@ impl managed::Manager for ExclusiveManager {
     }
 }
 
-/// A cluster connection checked out for one task; returned to the pool on drop.
+/// A cluster connection checked out for one task; returned to the pool on drop unless a reply
+/// did not come in time (see [`crate::blocking`]).
 struct Exclusive {
-    object: Object<ExclusiveManager>,
+    object: Option<Object<ExclusiveManager>>,
+    /// `cluster `name``, for errors.
+    owner: Arc<str>,
+    /// A reply was given up on: the connection may still deliver it, so it is not reused.
+    late: bool,
+}
+
+impl Exclusive {
+    fn object(&mut self) -> RedisResult<&mut Object<ExclusiveManager>> {
+        self.object.as_mut().ok_or_else(|| {
+            io_error(
+                io::ErrorKind::NotConnected,
+                "the connection was already returned".into(),
+            )
+        })
+    }
+
+    /// Remembers a reply given up on: the connection may still deliver it later.
+    fn note<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
+        if result.as_ref().is_err_and(RedisError::is_timeout) {
+            self.late = true;
+        }
+        result
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take()
+            && self.late
+        {
+            drop(Object::take(object));
+        }
+    }
 }
 
 impl ConnectionLike for Exclusive {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(route(&mut self.object, cmd))
+        Box::pin(async move {
+            let owner = self.owner.clone();
+            let reply = route(self.object()?, cmd);
+            let result =
+                blocking::within(blocking::reply_limit(cmd), || owner.to_string(), reply).await;
+            self.note(result)
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -609,7 +654,13 @@ impl ConnectionLike for Exclusive {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.object.req_packed_commands(pipeline, offset, count)
+        Box::pin(async move {
+            let owner = self.owner.clone();
+            let replies = self.object()?.req_packed_commands(pipeline, offset, count);
+            let limit = blocking::pipeline_reply_limit(pipeline);
+            let result = blocking::within(limit, || owner.to_string(), replies).await;
+            self.note(result)
+        })
     }
 
     fn get_db(&self) -> i64 {

@@ -2,8 +2,8 @@
 //! `SELECT`) and our own `CLIENT SETNAME`, all within `dial_timeout`.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -17,11 +17,25 @@ use tokio_rustls::TlsConnector;
 
 use crate::coalesce::{Backlog, Coalescing, Transport};
 use crate::config::{Address, ConnectionOptions};
-use crate::retry::{io_error, is_max_clients};
+use crate::retry::{RetryPolicy, io_error, is_max_clients};
 use crate::tls;
 
 /// How long [`Connector::refusal`] listens for a server's reason to hang up.
 const REFUSAL_WAIT: Duration = Duration::from_millis(250);
+
+/// TCP keepalive on every connection: after this long without traffic the kernel starts
+/// probing the peer, every [`KEEPALIVE_INTERVAL`], and ends the connection after
+/// [`KEEPALIVE_PROBES`] unanswered probes. A connection whose server's host vanished (a
+/// half-open connection) thus ends within about 30 s, even while a blocking command waits on it
+/// with no deadline of its own.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// See [`KEEPALIVE_IDLE`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`KEEPALIVE_IDLE`].
+pub const KEEPALIVE_PROBES: u32 = 3;
+/// How long data we sent may stay unacknowledged before the kernel gives the connection up
+/// (`TCP_USER_TIMEOUT`): the same 30 s bound while a command is being written or retransmitted.
+pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 
 /// Everything needed to open one more connection to one server.
 #[derive(Clone)]
@@ -37,6 +51,8 @@ pub struct Connector {
     shutdown: Option<watch::Receiver<bool>>,
     /// How long counted commands may wait without a reply (see [`crate::coalesce`]).
     reply_timeout: Option<Duration>,
+    /// Spaces out dials after failures; shared by every clone of this connector.
+    gate: Arc<DialGate>,
 }
 
 impl Connector {
@@ -64,6 +80,7 @@ impl Connector {
             tls,
             shutdown: None,
             reply_timeout: None,
+            gate: Arc::new(DialGate::new(options.retry.into())),
         }
     }
 
@@ -88,9 +105,30 @@ impl Connector {
     }
 
     /// Opens and sets up one connection, failing after `dial_timeout`.
+    ///
+    /// After the server turned a dial away, the next dial waits out a backoff (see
+    /// [`DialGate`]); a call in the meantime fails at once with the last dial's error.
     pub async fn connect(&self) -> RedisResult<Connection> {
+        if let Some(error) = self.gate.refusal() {
+            return Err(error);
+        }
+        let mut reached = false;
+        let result = self.dial(&mut reached).await;
+        match &result {
+            Ok(_) => self.gate.opened(),
+            // Only a server that took the connection and then refused it is spared: a closed
+            // port costs it nothing, and a dial that timed out already waited dial_timeout.
+            Err(error) if reached && !error.is_timeout() => self.gate.turned_away(error),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// One dial; sets `reached` once the TCP connection is up.
+    async fn dial(&self, reached: &mut bool) -> RedisResult<Connection> {
         let started = Instant::now();
-        match tokio::time::timeout(self.dial_timeout, self.connect_unbounded()).await {
+        let dial = self.connect_unbounded(reached);
+        match tokio::time::timeout(self.dial_timeout, dial).await {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(error)) => {
                 let hung_up = error.is_connection_dropped()
@@ -115,8 +153,10 @@ impl Connector {
         }
     }
 
-    async fn connect_unbounded(&self) -> RedisResult<Connection> {
+    async fn connect_unbounded(&self, reached: &mut bool) -> RedisResult<Connection> {
         let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
+        *reached = true;
+        keep_alive(&tcp)?;
         // Set for the handshake; from then on the stream decides per batch (`crate::coalesce`).
         tcp.set_nodelay(true)?;
         let backlog = Arc::new(Backlog::default());
@@ -239,9 +279,23 @@ impl Connector {
                 ),
             );
         }
-        let hint = if is_auth_failure(&error) {
-            "; check `user_name` and `password`"
-        } else if error.is_connection_refusal() {
+        if is_auth_failure(&error) {
+            // redis-rs' own text ("Password authentication failed - AuthenticationFailed")
+            // would only repeat what the kind already says.
+            let said = error
+                .code()
+                .map(|code| format!(" ({code})"))
+                .unwrap_or_default();
+            return RedisError::from((
+                error.kind(),
+                "connection setup failed",
+                format!(
+                    "{}: {} rejected the credentials{said}; check `user_name` and `password`",
+                    self.owner, self.address
+                ),
+            ));
+        }
+        let hint = if error.is_connection_refusal() {
             "; is the server running and is the address right?"
         } else if is_max_clients(&error) {
             max_clients
@@ -268,6 +322,105 @@ impl Connector {
             ),
         )
     }
+}
+
+/// Makes the kernel notice a peer that went away without closing: keepalive probes while the
+/// connection is quiet, and a limit on how long sent data may stay unacknowledged.
+fn keep_alive(tcp: &TcpStream) -> io::Result<()> {
+    let socket = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))?;
+    Ok(())
+}
+
+/// Spaces out the dials of one pool (or one cluster node) to a server that accepts connections
+/// and then turns them away: wrong credentials, a full server (`maxclients`), protected mode.
+/// Each such dial costs the server an accept and a handshake, and callers in a loop would
+/// otherwise make thousands a second.
+///
+/// After `n` such dials in a row, no dial starts for a jittered backoff computed like a
+/// retry's (`min_retry_backoff + random[0, min_retry_backoff·2ⁿ)`, at most `max_retry_backoff`).
+/// Calls in that window fail at once with the last dial's error. A call after the window dials
+/// again, and a success resets the count, so a fixed server is found within
+/// `max_retry_backoff`. Dials to a closed port (refused at once, at no cost to the server) and
+/// dials that time out (slow by themselves) are not spaced out: the first call after such a
+/// server is back connects.
+struct DialGate {
+    policy: RetryPolicy,
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Dials that failed since the last success.
+    failures: u32,
+    /// No dial starts before this instant.
+    closed_until: Option<Instant>,
+    /// What the last failed dial said, handed to calls in the window.
+    last_error: Option<RedisError>,
+}
+
+impl DialGate {
+    fn new(policy: RetryPolicy) -> Self {
+        Self {
+            policy,
+            state: Mutex::new(GateState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // Plain counters and a cloned error: a panic elsewhere cannot leave them half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The error a call gets instead of dialing while the gate is closed.
+    fn refusal(&self) -> Option<RedisError> {
+        let state = self.state();
+        let until = state.closed_until?;
+        until.checked_duration_since(Instant::now())?;
+        let error = state.last_error.as_ref()?;
+        let note = format!(
+            "not dialed again yet: after the server turned a dial away the pool waits before \
+             the next, up to {:?}",
+            self.policy.max_backoff
+        );
+        Some(with_note(error, &note))
+    }
+
+    /// A dial succeeded: the next failure starts the backoff from the beginning.
+    fn opened(&self) {
+        *self.state() = GateState::default();
+    }
+
+    /// The server took a dial and refused it.
+    fn turned_away(&self, error: &RedisError) {
+        let mut state = self.state();
+        state.failures = state.failures.saturating_add(1);
+        let now = Instant::now();
+        state.closed_until = Some(now + self.policy.backoff(state.failures));
+        state.last_error = Some(error.clone());
+    }
+}
+
+/// `error` with `note` appended to its message, keeping its kind (and so whether it is
+/// retried).
+fn with_note(error: &RedisError, note: &str) -> RedisError {
+    if error.is_io_error() {
+        return io_error(io_kind(error), format!("{error} ({note})"));
+    }
+    let detail = error
+        .detail()
+        .map_or_else(|| error.to_string(), str::to_owned);
+    RedisError::from((
+        error.kind(),
+        "connection setup failed",
+        format!("{detail} ({note})"),
+    ))
 }
 
 fn io_kind(error: &RedisError) -> io::ErrorKind {

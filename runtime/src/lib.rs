@@ -3,6 +3,7 @@
 //! The host side of redplug: reads the gateway's config, builds every Redis pool and cluster
 //! once, builds every registered plugin with its connections injected, and runs plugins.
 
+mod blocking;
 pub mod cli;
 pub mod cluster;
 mod coalesce;

@@ -20,6 +20,7 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use redplug::{PoolBackend, PoolStatus, PooledConnection, RedisPool};
 
+use crate::blocking;
 use crate::config::PoolConfig;
 use crate::connect::{Connection, Connector};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
@@ -106,7 +107,20 @@ struct Lane {
     current: ArcSwapOption<LaneConn>,
     /// One task reconnects at a time; the others wait for its result instead of dialing too.
     reconnect: tokio::sync::Mutex<()>,
+    /// Attempts to open the lane so far, and how the last one failed, if it did: a task that
+    /// waited while another attempt ran takes that attempt's failure as its own answer rather
+    /// than dialing again.
+    attempts: std::sync::Mutex<(u64, Option<RedisError>)>,
     generation: AtomicU64,
+}
+
+impl Lane {
+    fn attempts(&self) -> std::sync::MutexGuard<'_, (u64, Option<RedisError>)> {
+        // A counter and a cloned error: a panic elsewhere cannot leave them half-written.
+        self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// When maintenance last saw a pool's shared lane used, to retire it once idle; start with
@@ -255,8 +269,12 @@ impl PoolEngine {
         shut_down_error(&self.name)
     }
 
-    /// Replaces a missing lane, one task at a time; the others wait for its result.
+    /// Replaces a missing lane, one task at a time. Tasks that wait meanwhile share the
+    /// outcome: the new lane, or the failure, so that a server that does not answer costs each
+    /// of them one attempt's time (`pool_timeout` to find a free connection plus
+    /// `dial_timeout` to open one), not one attempt per task ahead of it.
     async fn open_lane(&self) -> RedisResult<Arc<LaneConn>> {
+        let attempts_before = self.lane.attempts().0;
         let _turn = self.lane.reconnect.lock().await;
         if let Some(current) = self.live_lane() {
             return Ok(current);
@@ -264,7 +282,21 @@ impl PoolEngine {
         if self.is_closed() {
             return Err(self.shut_down_error());
         }
-        let object = self.checkout().await?;
+        {
+            let attempts = self.lane.attempts();
+            if attempts.0 != attempts_before
+                && let Some(failure) = &attempts.1
+            {
+                return Err(failure.clone());
+            }
+        }
+        let checkout = self.checkout().await;
+        {
+            let mut attempts = self.lane.attempts();
+            attempts.0 += 1;
+            attempts.1 = checkout.as_ref().err().cloned();
+        }
+        let object = checkout?;
         let conn = object.conn.clone();
         let lane = Arc::new(LaneConn {
             generation: self.lane.generation.fetch_add(1, Ordering::Relaxed),
@@ -566,7 +598,14 @@ impl Drop for Exclusive {
 impl ConnectionLike for Exclusive {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let result = self.conn()?.send_packed_command(cmd).await;
+            let pool = self.pool.clone();
+            let reply = self.conn()?.send_packed_command(cmd);
+            let result = blocking::within(
+                blocking::reply_limit(cmd),
+                || format!("pool `{pool}`"),
+                reply,
+            )
+            .await;
             result.map_err(|error| self.note(error))
         })
     }
@@ -578,10 +617,14 @@ impl ConnectionLike for Exclusive {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let result = self
-                .conn()?
-                .send_packed_commands(pipeline, offset, count)
-                .await;
+            let pool = self.pool.clone();
+            let replies = self.conn()?.send_packed_commands(pipeline, offset, count);
+            let result = blocking::within(
+                blocking::pipeline_reply_limit(pipeline),
+                || format!("pool `{pool}`"),
+                replies,
+            )
+            .await;
             result.map_err(|error| self.note(error))
         })
     }

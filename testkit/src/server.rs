@@ -263,6 +263,34 @@ impl RedisServer {
         self.shared.lock().kill();
     }
 
+    /// Freezes the process (`SIGSTOP`): its sockets stay open and the kernel still accepts new
+    /// connections into the listen backlog, but nothing is read or answered, as with a server
+    /// stuck on a slow disk or a paused VM. Undo with [`thaw`](Self::thaw); dropping the server
+    /// kills it frozen or not.
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a [frozen](Self::freeze) server run again (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self
+            .pid()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let Some(pid) = pid else {
+            self.fail(&format!(
+                "cannot send {signal:?}: the server is not running"
+            ));
+        };
+        if let Err(error) = rustix::process::kill_process(pid, signal) {
+            self.fail(&format!("cannot send {signal:?}: {error}"));
+        }
+    }
+
     /// Starts the server again on the same port and dir (so with persistence the data is still
     /// there), stopping it first if it runs. Returns once it answers `PING`.
     pub fn restart(&self) {
