@@ -82,7 +82,12 @@ where
         Box::pin(async move {
             let request = match buffer(request).await {
                 Ok(request) => request,
-                Err(message) => return Ok(plain(StatusCode::BAD_REQUEST, message)),
+                Err(message) => {
+                    // The client hung up or sent a broken body: its own doing, and any client
+                    // could fill the log with it, so it is not a warning.
+                    tracing::debug!(%message, "could not read a request body");
+                    return Ok(plain(StatusCode::BAD_REQUEST, message));
+                }
             };
             let response = pipeline
                 .run(request, |request| async move {
@@ -91,7 +96,10 @@ where
                     let Ok(response) = inner.oneshot(request).await;
                     match buffer_response(response).await {
                         Ok(response) => response,
-                        Err(message) => text(StatusCode::BAD_GATEWAY, message),
+                        Err(message) => {
+                            tracing::warn!(%message, "could not read a backend's response body");
+                            text(StatusCode::BAD_GATEWAY, message)
+                        }
                     }
                 })
                 .await;
@@ -130,7 +138,6 @@ where
 }
 
 fn text(status: StatusCode, message: String) -> Response {
-    tracing::warn!(%status, %message, "plugin layer answered with an error");
     let mut response = Response::new(Bytes::from(message + "\n"));
     *response.status_mut() = status;
     response

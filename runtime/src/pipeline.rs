@@ -1,10 +1,14 @@
 //! Running an ordered chain of plugins around a backend call.
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::StatusCode;
+use futures_util::FutureExt;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use redplug::{DynMiddleware, Flow, PluginError, Request, Response};
 
 use crate::Runtime;
@@ -58,7 +62,12 @@ impl Pipeline {
 
     /// Runs `request` through every plugin and `backend`. A plugin that answers early skips
     /// the later plugins' `on_request` and the backend; only the plugins that saw the request
-    /// see the response. A plugin error becomes an error response, never a panic.
+    /// see the response. A plugin error becomes an error response, and so does a plugin that
+    /// panics (it is not called again for that request); the host and other requests go on.
+    ///
+    /// When plugins change the length of a body, its `Content-Length` is set to the new length
+    /// (and any `Transfer-Encoding` dropped), so that the backend and the client read exactly
+    /// the body they are given.
     pub async fn run<F, Fut>(&self, mut request: Request, backend: F) -> Response
     where
         F: FnOnce(Request) -> Fut,
@@ -66,36 +75,84 @@ impl Pipeline {
     {
         let mut entered = 0;
         let mut response = 'respond: {
+            let sent = request.body().len();
             for (name, plugin) in self.plugins.iter() {
                 entered += 1;
-                match plugin.on_request(&mut request).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Respond(response)) => break 'respond response,
-                    Err(error) => break 'respond error_response(name, "on_request", &error),
+                let hook = AssertUnwindSafe(plugin.on_request(&mut request)).catch_unwind();
+                match hook.await {
+                    Ok(Ok(Flow::Continue)) => {}
+                    Ok(Ok(Flow::Respond(response))) => break 'respond response,
+                    Ok(Err(error)) => break 'respond error_response(name, "on_request", &error),
+                    Err(panic) => {
+                        entered -= 1;
+                        break 'respond panic_response(name, "on_request", &*panic);
+                    }
                 }
             }
+            reframe(sent, request.body().len(), request.headers_mut());
             backend(request).await
         };
+        let received = response.body().len();
         for (name, plugin) in self.plugins[..entered].iter().rev() {
-            if let Err(error) = plugin.on_response(&mut response).await {
-                response = error_response(name, "on_response", &error);
+            let hook = AssertUnwindSafe(plugin.on_response(&mut response)).catch_unwind();
+            match hook.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => response = error_response(name, "on_response", &error),
+                Err(panic) => response = panic_response(name, "on_response", &*panic),
             }
         }
+        reframe(received, response.body().len(), response.headers_mut());
         response
     }
 }
 
-/// The response for a failed hook: the error's status, a short body, and a log line with the
-/// whole error chain.
+/// Makes `headers` describe a body of `now` bytes when plugins changed its length from `len`:
+/// a body of the same length keeps its framing, which is still right.
+fn reframe(len: usize, now: usize, headers: &mut HeaderMap) {
+    if now == len {
+        return;
+    }
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(now));
+}
+
+/// The response for a failed hook: the error's status and a short body. The log line carries
+/// the whole error chain: at error level when the plugin failed (5xx), at debug level when it
+/// refused the client (4xx), which any client could otherwise use to flood the log.
 pub fn error_response(plugin: &str, hook: &str, error: &PluginError) -> Response {
-    tracing::error!(plugin, hook, status = %error.status(), error = %error, "plugin failed");
     let status = error.status();
-    let body = format!("{}\n", status.canonical_reason().unwrap_or("plugin error"));
-    let mut response = Response::new(Bytes::from(body));
-    *response.status_mut() = if status.is_client_error() || status.is_server_error() {
+    let status = if status.is_client_error() || status.is_server_error() {
         status
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
+    if status.is_server_error() {
+        tracing::error!(plugin, hook, %status, error = %error, "plugin failed");
+    } else {
+        tracing::debug!(plugin, hook, %status, error = %error, "plugin refused the request");
+    }
+    plain(status)
+}
+
+/// The response for a hook that panicked: 500, and a log line naming the plugin and hook.
+pub fn panic_response(plugin: &str, hook: &str, panic: &(dyn Any + Send)) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(
+        plugin,
+        hook,
+        panic = message,
+        "plugin panicked; answering 500"
+    );
+    plain(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn plain(status: StatusCode) -> Response {
+    let body = format!("{}\n", status.canonical_reason().unwrap_or("plugin error"));
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
     response
 }
