@@ -459,3 +459,61 @@ fn connect_gives_up_on_a_server_that_never_answers() {
         out.stderr
     );
 }
+
+/// 300 pools against one server whose `maxclients` is 20: the check reaches them a few at a
+/// time, so it does not fill the server itself, and every pool answers.
+#[test]
+fn connect_reaches_many_pools_without_filling_the_server() {
+    let server = RedisServer::builder().arg("--maxclients", "20").start();
+    let pools: Vec<Value> = (0..300)
+        .map(|i| json!({ "name": format!("pool_{i}"), "address": server.addr() }))
+        .collect();
+    let file = config_file(&json!({ "extra_config": { "redis": { "connection_pools": pools } } }));
+    let path = file.path().to_str().unwrap();
+    let (outcome, report) = check_json(path, &["--connect"]);
+    let pings = report["connect"].as_array().unwrap();
+    let failed: Vec<&Value> = pings.iter().filter(|ping| ping["ok"] != true).collect();
+    assert_eq!(pings.len(), 300);
+    assert!(failed.is_empty(), "{failed:#?}");
+    // The example plugins' own pools are not in this config; that is the only problem.
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].as_str().unwrap().contains("is not configured"));
+    assert_ne!(outcome.code, ExitCode::SUCCESS);
+}
+
+/// With the server full, every pool that could not connect says that the server is at its
+/// `maxclients` limit, not that it timed out, and the report sums it up once.
+#[test]
+fn connect_says_when_a_full_server_turned_pools_away() {
+    let server = RedisServer::builder().arg("--maxclients", "3").start();
+    // Fill the server: three connections that stay open for the whole check.
+    let hogs: Vec<redis::Connection> = (0..3).map(|_| server.conn()).collect();
+    let pools: Vec<Value> = (0..5)
+        .map(|i| json!({ "name": format!("pool_{i}"), "address": server.addr() }))
+        .collect();
+    let file = config_file(&json!({ "extra_config": { "redis": { "connection_pools": pools } } }));
+    let path = file.path().to_str().unwrap();
+    let (outcome, report) = check_json(path, &["--connect"]);
+    drop(hogs);
+    let pings = report["connect"].as_array().unwrap();
+    let errors: Vec<&str> = pings
+        .iter()
+        .map(|ping| ping["error"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .all(|error| error.contains("max number of clients") && !error.contains("no answer")),
+        "{errors:#?}"
+    );
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|problem| problem
+            .as_str()
+            .unwrap()
+            .starts_with("5 pools and clusters were turned away because their server is at its `maxclients` limit")),
+        "{problems:#?}"
+    );
+    assert_ne!(outcome.code, ExitCode::SUCCESS);
+}

@@ -856,7 +856,7 @@ async fn every_cluster_option_is_honoured() {
         .await;
         assert!(error.contains("cluster `locked`"), "{error}");
         assert!(
-            error.to_lowercase().contains("authentication failed") && error.contains("user_name"),
+            error.contains("rejected the credentials") && error.contains("user_name"),
             "{error}"
         );
         println!("wrong credentials: {error}");

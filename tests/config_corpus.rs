@@ -35,8 +35,18 @@ fn corpus_files() -> Vec<PathBuf> {
 }
 
 /// `"$expect"` of a corpus file.
-fn expected(document: &Value) -> Vec<Map<String, Value>> {
-    document["$expect"]
+/// The `"$expect"` list of a corpus file. Read on its own, so that files whose config part
+/// serde_json's `Value` cannot hold (a number beyond any float, deep nesting) still work.
+fn expected(text: &str) -> Vec<Map<String, Value>> {
+    #[derive(serde::Deserialize)]
+    struct Expectations {
+        #[serde(rename = "$expect")]
+        expect: Value,
+    }
+    let document: Expectations =
+        serde_json::from_str(text).expect("every corpus file has an \"$expect\" list");
+    document
+        .expect
         .as_array()
         .expect("every corpus file has an \"$expect\" list")
         .iter()
@@ -119,8 +129,7 @@ fn every_bad_config_in_the_corpus_reports_exactly_its_problems() {
     let (mut failures, mut checked) = (Vec::new(), 0);
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let document: Value = serde_json::from_str(&fs::read_to_string(file).unwrap())
-            .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+        let text = fs::read_to_string(file).unwrap();
         let errors = match config::load(file) {
             Ok(_) => {
                 failures.push(format!("{name}: accepted, but it is a bad config"));
@@ -129,10 +138,12 @@ fn every_bad_config_in_the_corpus_reports_exactly_its_problems() {
             Err(errors) => errors,
         };
         if blessing {
+            let document: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{name} cannot be blessed, write it by hand: {e}"));
             bless(file, document, &errors);
             continue;
         }
-        let expected = expected(&document);
+        let expected = expected(&text);
         checked += expected.len();
         let problems = differences(errors.errors(), &expected);
         if !problems.is_empty() {
@@ -181,19 +192,29 @@ fn text_that_is_not_a_config_object_is_one_clear_problem() {
             "",
             "trailing comma at line 1, column 21",
         ),
+        ("// gateway\n{}", "", "JSON has no comments"),
         (
-            "// gateway\n{}",
+            "{\"extra_config\": {} # a note\n}",
             "",
-            "comments and trailing commas are not allowed in JSON",
+            "JSON has no comments",
         ),
         ("{\"a\": NaN}", "", "expected value at line 1, column 7"),
-        ("{\"a\": \"\\ud800\"}", "", "hex escape at line 1"),
+        (
+            "{\"extra_config\": {\"redis\": {\"x\": \"\\ud800\"}}}",
+            "extra_config.redis",
+            "cannot be read at line 1, column 34: a string holds an escape that is not valid",
+        ),
         (
             "\u{feff}[]",
             "",
-            "is an array, but this key takes an object",
+            "the file holds an array, but a gateway config is a JSON object",
         ),
-        ("null", "", "is not allowed here"),
+        ("null", "", "the file holds null"),
+        (
+            "{\"extra_config\": {\"redis\": {}}, \"extra_config\": {}}",
+            "extra_config",
+            "appears twice in the same object (the second value is at line 1, column 49)",
+        ),
         (
             "{\"extra_config\": []}",
             "extra_config",
@@ -319,6 +340,22 @@ fn configs_with_credentials(address: &str) -> Vec<(&'static str, Value)> {
         (
             "an address URL with credentials",
             pool(json!({ "address": url })),
+        ),
+        (
+            "an address URL with spaces around it",
+            pool(json!({ "address": format!(" {url} ") })),
+        ),
+        (
+            "user and password before an address",
+            pool(json!({ "address": format!("{USER}:{PASSWORD}@cache.internal:6379") })),
+        ),
+        (
+            "a password before an address",
+            pool(json!({ "address": format!("{PASSWORD}@cache.internal:6379") })),
+        ),
+        (
+            "a password in an address's query",
+            pool(json!({ "address": format!("cache.internal:6379?password={PASSWORD}") })),
         ),
         (
             "a misspelt password key",

@@ -84,6 +84,9 @@ use redis::aio::ConnectionLike;
 use redplug::{Need, NeedKind, Registration, SourceLocation};
 use serde::Serialize;
 
+use futures_util::StreamExt;
+
+use crate::config::text::{invisible_difference, shown};
 use crate::config::{self, Config, PLUGIN_NAMESPACE, RedisConfig};
 use crate::duration::{GoDuration, parse_duration};
 use crate::error::StartupError;
@@ -497,7 +500,7 @@ fn check_plugins(config: &Config, report: &mut CheckReport) {
     for name in config.plugins.keys() {
         if !registered.contains(&name.as_str()) {
             let hint = registry::closest(name, &registered)
-                .map(|guess| format!("; did you mean `{guess}`?"))
+                .map(|guess| format!("; did you mean `{}`?", shown(&guess)))
                 .unwrap_or_default();
             report.warnings.push(format!(
                 "{} configures a plugin that is not registered in this binary, so it is \
@@ -509,7 +512,8 @@ fn check_plugins(config: &Config, report: &mut CheckReport) {
 }
 
 fn plugin_config_path(plugin: &str) -> String {
-    format!("extra_config[{PLUGIN_NAMESPACE:?}][{plugin:?}]")
+    let plugin = serde_json::Value::from(plugin).to_string();
+    format!("extra_config[{PLUGIN_NAMESPACE:?}][{}]", shown(&plugin))
 }
 
 fn render_check(report: &CheckReport) -> String {
@@ -539,7 +543,7 @@ fn render_check(report: &CheckReport) -> String {
                 1,
                 [
                     c.kind.to_owned(),
-                    c.name.clone(),
+                    shown(&c.name).into_owned(),
                     c.addresses.join(", "),
                     db,
                 ],
@@ -604,7 +608,14 @@ fn render_check(report: &CheckReport) -> String {
                     (None, Some(error)) => format!("FAILED  {error}"),
                     (None, None) => "FAILED".to_owned(),
                 };
-                Row::new(1, [ping.kind.to_owned(), ping.name.clone(), outcome])
+                Row::new(
+                    1,
+                    [
+                        ping.kind.to_owned(),
+                        shown(&ping.name).into_owned(),
+                        outcome,
+                    ],
+                )
             })
             .collect();
         text.push_str(&table(&rows));
@@ -639,16 +650,23 @@ fn need_status(check: &NeedCheck) -> String {
         let _ = write!(
             status,
             "; `{}` is a {other}, not a {}",
-            check.need.name, check.need.kind
+            shown(check.need.name),
+            check.need.kind
         );
     } else if let Some(guess) = &check.did_you_mean {
-        let _ = write!(status, "; did you mean `{guess}`?");
+        let _ = write!(status, "; did you mean `{}`?", shown(guess));
+        if let Some(difference) = invisible_difference(check.need.name, guess) {
+            let _ = write!(status, " ({difference})");
+        }
     }
     status
 }
 
 // ---------------------------------------------------------------------------------------------
 // `redplug check --connect`
+
+/// How many pools and clusters `--connect` reaches at the same time.
+const PINGS_AT_ONCE: usize = 16;
 
 /// PINGs every pool and cluster, each from a runtime of its own, so that one that cannot start
 /// (TLS files, `min_idle_conns` against a server that is down) is reported under its own name
@@ -691,21 +709,38 @@ fn connect(config: &Config, timeout: Duration, problems: &mut Vec<String>) -> Ve
             return Vec::new();
         }
     };
-    let results = tokio.block_on(futures_util::future::join_all(
-        targets
-            .into_iter()
-            .map(|(kind, name, config)| ping(kind, name, config, timeout)),
-    ));
+    // A few at a time: thousands of pools pinged at once would make thousands of connections
+    // at once, filling the server's `maxclients` with our own check.
+    let results: Vec<PingResult> = tokio.block_on(
+        futures_util::stream::iter(
+            targets
+                .into_iter()
+                .map(|(kind, name, config)| ping(kind, name, config, timeout)),
+        )
+        .buffered(PINGS_AT_ONCE)
+        .collect(),
+    );
+    let mut full = 0;
     for result in &results {
         if let Some(error) = &result.error {
+            if error.contains("max number of clients") {
+                full += 1;
+            }
             // Errors from the pool already start with its name; clusters' may not.
-            let subject = format!("{} `{}`", result.kind, result.name);
+            let subject = format!("{} `{}`", result.kind, shown(&result.name));
             if error.starts_with(&subject) {
                 problems.push(error.clone());
             } else {
                 problems.push(format!("{subject}: {error}"));
             }
         }
+    }
+    if full > 1 {
+        problems.push(format!(
+            "{full} pools and clusters were turned away because their server is at its \
+             `maxclients` limit, not because it is down: close clients elsewhere or raise \
+             maxclients on the server"
+        ));
     }
     results
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use redplug::{BuildError, NeedKind, SourceLocation};
 
 use crate::config::ConfigErrors;
+use crate::config::text::{invisible_difference, shown};
 use crate::tls::TlsSetupError;
 
 /// Why [`Runtime`](crate::Runtime) did not start. Every variant says which pool, cluster or
@@ -94,6 +95,9 @@ pub struct UnresolvedNeed {
     pub other_kind: Option<NeedKind>,
 }
 
+/// How many configured names an unresolved need lists before it just counts the rest.
+const LISTED_NAMES: usize = 10;
+
 impl fmt::Display for UnresolvedNeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -103,7 +107,7 @@ impl fmt::Display for UnresolvedNeed {
             self.type_name,
             self.field,
             self.kind.attribute(),
-            self.name,
+            shown(&self.name),
             self.kind
         )?;
         if let Some(other) = self.other_kind {
@@ -114,8 +118,8 @@ impl fmt::Display for UnresolvedNeed {
             return write!(
                 f,
                 "; `{}` is a {other} (in {section}): declare the field with #[{attribute}(\"{}\")] and type {}",
-                self.name,
-                self.name,
+                shown(&self.name),
+                shown(&self.name),
                 match other {
                     NeedKind::Pool => "RedisPool",
                     NeedKind::Cluster => "RedisCluster",
@@ -123,21 +127,35 @@ impl fmt::Display for UnresolvedNeed {
             );
         }
         if let Some(guess) = &self.did_you_mean {
-            write!(
-                f,
-                "; the closest configured name is `{guess}`: make the attribute and the config agree"
-            )?;
+            write!(f, "; the closest configured name is `{}`", shown(guess))?;
+            match invisible_difference(&self.name, guess) {
+                Some(difference) => write!(
+                    f,
+                    ", which looks the same but is not: {difference}; retype the name in the \
+                     attribute or the config"
+                )?,
+                None => f.write_str(": make the attribute and the config agree")?,
+            }
         }
         if self.configured.is_empty() {
             let section = match self.kind {
                 NeedKind::Pool => "extra_config.redis.connection_pools[]",
                 NeedKind::Cluster => "extra_config.redis.clusters[]",
             };
-            write!(f, " (no {} is configured: add one to {section})", self.kind)
-        } else {
-            let names: Vec<String> = self.configured.iter().map(|n| format!("`{n}`")).collect();
-            write!(f, " (configured {}s: {})", self.kind, names.join(", "))
+            return write!(f, " (no {} is configured: add one to {section})", self.kind);
         }
+        let names: Vec<String> = self
+            .configured
+            .iter()
+            .take(LISTED_NAMES)
+            .map(|name| format!("`{}`", shown(name)))
+            .collect();
+        let more = self.configured.len().saturating_sub(LISTED_NAMES);
+        write!(f, " (configured {}s: {}", self.kind, names.join(", "))?;
+        if more > 0 {
+            write!(f, ", and {more} more")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -169,5 +187,45 @@ impl fmt::Display for BuildErrors<'_> {
             write!(f, "\n  - {error}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(name: &str, configured: Vec<String>, did_you_mean: Option<&str>) -> UnresolvedNeed {
+        UnresolvedNeed {
+            plugin: "needy".into(),
+            type_name: "plugins::Needy".into(),
+            field: "redis".into(),
+            kind: NeedKind::Pool,
+            name: name.into(),
+            configured,
+            did_you_mean: did_you_mean.map(str::to_owned),
+            other_kind: None,
+        }
+    }
+
+    #[test]
+    fn ten_thousand_configured_names_are_counted_not_listed() {
+        let configured: Vec<String> = (0..10_000).map(|i| format!("pool_{i}")).collect();
+        let text = need("cache", configured, None).to_string();
+        assert!(text.ends_with(", and 9990 more)"), "{text}");
+        assert!(text.len() < 400, "{} characters", text.len());
+    }
+
+    #[test]
+    fn a_suggestion_that_looks_identical_says_which_invisible_character_differs() {
+        let found = "redis_at_eight\u{200b}";
+        let text = need("redis_at_eight", vec![found.into()], Some(found)).to_string();
+        assert!(
+            text.contains(
+                "`redis_at_eight\\u{200b}`, which looks the same but is not: the \
+                           configured name has U+200B ZERO WIDTH SPACE at its end"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('\u{200b}'), "{text:?}");
     }
 }

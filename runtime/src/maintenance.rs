@@ -45,6 +45,11 @@ impl Limits {
     }
 }
 
+/// How many connections [`top_up`] opens at once: enough to warm a pool quickly, few enough not
+/// to flood the server's accept queue (a burst of thousands of dials would time out against
+/// its listen backlog rather than against the server).
+const DIALS_AT_ONCE: usize = 32;
+
 /// Opens connections until `min_idle_conns` are idle. At startup a failure here stops the
 /// gateway; later, maintenance logs it and tries again on its next round.
 pub async fn top_up(engine: &PoolEngine, min_idle: usize) -> RedisResult<usize> {
@@ -56,16 +61,20 @@ pub async fn top_up(engine: &PoolEngine, min_idle: usize) -> RedisResult<usize> 
     }
     // Holding every checkout until all are done forces deadpool to open new connections
     // instead of handing the same idle one out again; dropping them leaves them idle.
-    let checkouts = join_all((0..wanted + status.available).map(|_| engine.pool().get())).await;
-    let mut opened: usize = 0;
-    for checkout in checkouts {
-        match checkout {
-            Ok(_) => opened += 1,
-            Err(deadpool::managed::PoolError::Backend(error)) => return Err(error),
-            Err(_) => {}
+    let mut held = Vec::with_capacity(wanted + status.available);
+    let mut left = wanted + status.available;
+    while left > 0 {
+        let batch = left.min(DIALS_AT_ONCE);
+        left -= batch;
+        for checkout in join_all((0..batch).map(|_| engine.pool().get())).await {
+            match checkout {
+                Ok(object) => held.push(object),
+                Err(deadpool::managed::PoolError::Backend(error)) => return Err(error),
+                Err(_) => {}
+            }
         }
     }
-    Ok(opened.saturating_sub(status.available))
+    Ok(held.len().saturating_sub(status.available))
 }
 
 /// One round of housekeeping; `lane_idle` remembers when the shared lane was last used.

@@ -196,7 +196,7 @@ pub fn build(
         if !plugins.by_name.contains_key(name.as_str()) {
             let known: Vec<&str> = plugins.by_name.keys().copied().collect();
             tracing::warn!(
-                plugin = %name,
+                plugin = %crate::config::text::shown(name),
                 did_you_mean = ?closest(name, &known),
                 "extra_config[\"plugin/redplug\"] has config for a plugin that is not registered"
             );

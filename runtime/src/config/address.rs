@@ -7,45 +7,98 @@
 use std::net::Ipv6Addr;
 
 use super::model::Address;
+use super::reader::quoted;
+use super::text::shown;
 
 /// Why an address was rejected.
 #[derive(Debug)]
 pub(super) struct AddressError {
     /// Continues a sentence that starts with the value.
     pub message: String,
-    /// False when the text is a URL with `user:password@` in it, which must not be echoed.
-    pub show_value: bool,
+    /// The value as it may be shown: anything that may be a credential (a user name or
+    /// password before an `@`, a query string) replaced with `***`.
+    pub shown: String,
 }
 
 /// Parses `host:port`.
 pub(super) fn parse_address(text: &str) -> Result<Address, AddressError> {
     parse(text).map_err(|message| AddressError {
         message,
-        show_value: !(text.contains("://") && text.contains('@')),
+        shown: quoted(&redacted(text)),
     })
+}
+
+/// `text` with whatever may be a credential replaced: everything before the last `@` (after a
+/// `scheme://`), and any query string.
+pub(super) fn redacted(text: &str) -> String {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), text),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((before, _)) => format!("{before}?***"),
+        None => rest,
+    };
+    format!("{scheme}{rest}")
 }
 
 fn parse(text: &str) -> Result<Address, String> {
     if text.trim().is_empty() {
         return Err("is empty; write host:port, such as \"localhost:6379\"".to_owned());
     }
-    if text.trim() != text {
+    let trimmed = text.trim();
+    if let Some(path) = trimmed.strip_prefix("unix://") {
+        let path = if path.is_empty() {
+            "/path/to/redis.sock"
+        } else {
+            path
+        };
         return Err(format!(
-            "has spaces around it; write it without them: \"{}\"",
-            text.trim()
+            "is a Unix socket ({}), but pools connect over TCP only; make the server listen on a \
+             TCP port and write host:port, such as \"localhost:6379\"",
+            shown(&redacted(path))
         ));
     }
-    if let Some((scheme, rest)) = text.split_once("://") {
+    if let Some((scheme, rest)) = trimmed.split_once("://") {
         let host_port = rest
             .rsplit_once('@')
             .map_or(rest, |(_, hp)| hp)
             .split(['/', '?'])
             .next()
             .unwrap_or_default();
+        let example = if host_port.is_empty() {
+            "\"localhost:6379\"".to_owned()
+        } else {
+            quoted(host_port)
+        };
         return Err(format!(
-            "is a URL, but this key takes only host:port, such as \"{host_port}\"; the other \
-             parts of a {scheme}:// URL have keys of their own: `db`, `user_name`, `password` \
-             and `tls`"
+            "is a URL, but this key takes only host:port, such as {example}; the other parts \
+             of a {}:// URL have keys of their own: `db`, `user_name`, `password` and `tls`",
+            shown(scheme)
+        ));
+    }
+    if let Some((_, host)) = trimmed.rsplit_once('@') {
+        return Err(format!(
+            "has a user name or password before `@`, but this key takes only host:port, such \
+             as {}; put credentials under `user_name` and `password`",
+            quoted(host)
+        ));
+    }
+    if let Some((before, _)) = trimmed.split_once('?') {
+        return Err(format!(
+            "has a query string, but this key takes only host:port, such as {}; a password \
+             goes under `password`, a database under `db`",
+            quoted(before)
+        ));
+    }
+    if trimmed != text {
+        return Err(format!(
+            "has spaces around it; write it without them: {}",
+            quoted(trimmed)
         ));
     }
 
@@ -134,10 +187,7 @@ mod tests {
     fn err(text: &str) -> String {
         match parse_address(text) {
             Ok(address) => panic!("{text:?} parsed as {address:?}"),
-            Err(e) => {
-                assert!(e.show_value);
-                e.message
-            }
+            Err(e) => e.message,
         }
     }
 
@@ -189,7 +239,38 @@ mod tests {
             e.message
         );
         assert!(!e.message.contains("secret"), "{}", e.message);
-        assert!(!e.show_value);
+        assert_eq!(e.shown, "\"redis://***@cache.internal:6380/2\"");
         assert!(err("rediss://cache:6380").contains("`tls`"));
+    }
+
+    /// Every shape a password can hide in is described and shown without it.
+    #[test]
+    fn credentials_never_come_back_in_messages_or_values() {
+        for text in [
+            " redis://app:PW@host:6379",
+            "redis://app:PW@host:6379 ",
+            "app:PW@host:6379",
+            "PW@host:6379",
+            "host:6379?password=PW",
+            " host:6379?password=PW ",
+            "redis://host:6379?password=PW",
+            "unix://app:PW@/tmp/redis.sock",
+        ] {
+            let Err(e) = parse_address(text) else {
+                panic!("{text:?} parsed");
+            };
+            assert!(!e.message.contains("PW"), "{text:?}: {}", e.message);
+            assert!(!e.shown.contains("PW"), "{text:?}: {}", e.shown);
+        }
+        assert!(err("app:PW@host:6379").contains("\"host:6379\""));
+        assert!(err("host:6379?password=PW").contains("\"host:6379\""));
+    }
+
+    #[test]
+    fn unix_sockets_get_their_own_message() {
+        let message = err("unix:///tmp/redis.sock");
+        assert!(message.contains("/tmp/redis.sock"), "{message}");
+        assert!(message.contains("TCP only"), "{message}");
+        assert!(!message.contains("such as \"\""), "{message}");
     }
 }

@@ -15,10 +15,13 @@
 //! ```
 
 mod address;
+mod json;
 mod model;
 mod options;
 mod reader;
 mod redis;
+mod source;
+pub(crate) mod text;
 mod tls;
 
 #[cfg(test)]
@@ -27,11 +30,12 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 pub use model::*;
+pub use source::MAX_FILE_BYTES;
 
+use json::{Budget, Json, Refused, Value};
 use reader::{Keys, Node, Problems};
+use source::{Raw, Sections, line_and_column};
 
 /// The key under `extra_config` that holds each plugin's own config.
 pub const PLUGIN_NAMESPACE: &str = "plugin/redplug";
@@ -45,28 +49,21 @@ pub fn parse(json: &str) -> Result<Config, ConfigErrors> {
 /// Parses and validates a whole gateway config, reading relative TLS file paths from
 /// `base_dir`.
 pub fn parse_with_base(json: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    let json = json.strip_prefix('\u{feff}').unwrap_or(json);
-    let root: Value =
-        serde_json::from_str(json).map_err(|e| ConfigErrors::one(syntax_error(&e)))?;
+    let sections = source::split(json).map_err(ConfigErrors::one)?;
     let mut problems = Problems::default();
-    let config = read_config(&Node::root(&root), &mut problems, base_dir);
-    match ConfigErrors::new(problems.into_vec(), None) {
+    let config = read_config(&sections, &mut problems, base_dir);
+    let mut errors = sections.problems;
+    errors.extend(problems.into_vec());
+    match ConfigErrors::new(errors, None) {
         Some(errors) => Err(errors),
         None => Ok(config),
     }
 }
 
-/// Reads, parses and validates the config file at `path`. Relative TLS file paths are read from
-/// the file's directory.
+/// Reads, parses and validates the config file at `path` (at most [`MAX_FILE_BYTES`]).
+/// Relative TLS file paths are read from the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let json = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::one(ConfigError {
-            path: String::new(),
-            message: format!("cannot read the config file `{}`: {e}", path.display()),
-            value: None,
-        })
-        .in_file(path)
-    })?;
+    let json = source::read_file(path).map_err(|e| ConfigErrors::one(e).in_file(path))?;
     let base = path.parent().unwrap_or(Path::new(""));
     parse_with_base(&json, base).map_err(|e| e.in_file(path))
 }
@@ -181,63 +178,146 @@ fn render(file: Option<&Path>, errors: &[ConfigError]) -> String {
     out
 }
 
-/// serde_json reports `<what> at line L column C`; we keep its description and restate the
-/// position in our words.
-fn syntax_error(error: &serde_json::Error) -> ConfigError {
-    let text = error.to_string();
-    let suffix = format!(" at line {} column {}", error.line(), error.column());
-    let what = text.strip_suffix(&suffix).unwrap_or(&text);
-    ConfigError {
-        path: String::new(),
-        message: format!(
-            "the file is not valid JSON: {what} at line {}, column {}; fix the syntax there \
-             (comments and trailing commas are not allowed in JSON)",
-            error.line(),
-            error.column()
-        ),
-        value: None,
-    }
-}
-
-/// The top level: only `extra_config` matters, and within it only our two namespaces.
-fn read_config(root: &Node<'_>, p: &mut Problems, base: &Path) -> Config {
+/// Our two sections of `extra_config`, each parsed into a tree and read.
+fn read_config(sections: &Sections<'_>, p: &mut Problems, base: &Path) -> Config {
     let mut config = Config::default();
-    let Some(top) = root.object(p, &Keys::ANY) else {
+    let Some(extra) = &sections.extra_config else {
         return config;
     };
-    let Some(extra) = top.get("extra_config") else {
+    let mut budget = Budget::default();
+    if let Some(raw) = extra.not_object {
+        if let Some(tree) = tree(raw, "extra_config", sections.text, &mut budget, p) {
+            // Reports what it is instead of an object.
+            Node::new(&tree, "extra_config").object(p, &Keys::ANY);
+        }
         return config;
-    };
-    let Some(extra) = extra.object(p, &Keys::ANY) else {
-        return config;
-    };
-    warn_about_near_misses(&extra);
-    if let Some(redis) = extra.get("redis") {
-        config.redis = redis::read_redis(&redis, p, base);
     }
-    if let Some(plugins) = extra.get(PLUGIN_NAMESPACE) {
-        if let Some(map) = plugins.value().as_object() {
-            config.plugins = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        } else {
-            p.add(plugins.invalid(format!(
-                "is {}, but `{PLUGIN_NAMESPACE}` takes an object with one entry per plugin, \
-                 such as {{\"counter\": {{\"limit\": 10}}}}",
-                reader::kind(plugins.value())
-            )));
+    warn_about_near_misses(&extra.other_keys);
+    if let Some(raw) = extra.redis {
+        let path = "extra_config.redis";
+        if let Some(tree) = tree(raw, path, sections.text, &mut budget, p) {
+            config.redis = redis::read_redis(&Node::new(&tree, path), p, base);
+        }
+    }
+    if let Some(raw) = extra.plugins {
+        let path = format!("extra_config{}", reader::key_segment(PLUGIN_NAMESPACE));
+        if let Some(tree) = tree(raw, &path, sections.text, &mut budget, p) {
+            config.plugins = read_plugins(&Node::new(&tree, path), sections.text, p);
         }
     }
     config
 }
 
+/// `extra_config["plugin/redplug"]`: each plugin's config, kept as written for its own serde
+/// type to check.
+fn read_plugins(
+    node: &Node<'_>,
+    text: &str,
+    p: &mut Problems,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut plugins = std::collections::BTreeMap::new();
+    let Value::Object(_) = node.json().value else {
+        p.add(node.invalid(format!(
+            "is {}, but `{PLUGIN_NAMESPACE}` takes an object with one entry per plugin, such as \
+             {{\"counter\": {{\"limit\": 10}}}}",
+            node.kind()
+        )));
+        return plugins;
+    };
+    let Some(object) = node.object(p, &Keys::ANY) else {
+        return plugins;
+    };
+    for (name, value) in object.entries() {
+        match value.json().to_serde() {
+            Ok(config) => {
+                plugins.insert(name.to_owned(), config);
+            }
+            Err(at) => {
+                let (line, column) = line_and_column(text, at);
+                p.add(value.problem(format!(
+                    "holds a number too large for any number type (at line {line}, column \
+                     {column}); write a smaller one"
+                )));
+            }
+        }
+    }
+    plugins
+}
+
+/// Parses one section into a tree and reports its repeated keys; `None` after reporting why
+/// it could not be read.
+fn tree<'a>(
+    raw: Raw<'a>,
+    path: &str,
+    text: &str,
+    budget: &mut Budget,
+    p: &mut Problems,
+) -> Option<Json<'a>> {
+    let position = |at: usize| {
+        let (line, column) = line_and_column(text, at);
+        format!("line {line}, column {column}")
+    };
+    let refused = match json::parse(raw.text, raw.at, budget) {
+        Ok(tree) => {
+            report_repeats(&tree, path, text, p);
+            return Some(tree);
+        }
+        Err(refused) => refused,
+    };
+    let message = match refused {
+        Refused::TooManyValues => format!(
+            "holds more values than redplug reads: its sections may hold {} values in all \
+             (objects, arrays, strings, numbers...); a config that size is not what a \
+             gateway needs",
+            json::MAX_VALUES
+        ),
+        Refused::TooDeep(at) => format!(
+            "nests objects and arrays more than {} levels deep (at {}); flatten it",
+            json::MAX_DEPTH,
+            position(at)
+        ),
+        Refused::Unreadable(at, why) => format!("cannot be read at {}: {why}", position(at)),
+    };
+    p.add(ConfigError {
+        path: path.to_owned(),
+        message,
+        value: None,
+    });
+    None
+}
+
+/// Reports every key that appears twice in one object of `json`, wherever it is.
+fn report_repeats(json: &Json<'_>, path: &str, text: &str, p: &mut Problems) {
+    match &json.value {
+        Value::Object(entries) => {
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            for entry in entries {
+                let at = format!("{path}{}", reader::key_segment(&entry.key));
+                if !seen.insert(&*entry.key) {
+                    p.add(source::duplicate(&at, text, entry.value.at));
+                }
+                report_repeats(&entry.value, &at, text, p);
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                report_repeats(item, &format!("{path}[{index}]"), text, p);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `extra_config` holds every gateway namespace, so a key we do not know cannot be an error;
 /// a misspelling of ours would silently leave Redis unconfigured, so it is worth a warning.
-fn warn_about_near_misses(extra: &reader::Object<'_>) {
-    for key in extra.keys() {
+fn warn_about_near_misses(keys: &[String]) {
+    for key in keys {
         for ours in ["redis", PLUGIN_NAMESPACE] {
-            if key != ours && strsim::normalized_damerau_levenshtein(key, ours) >= 0.75 {
+            if strsim::normalized_damerau_levenshtein(key, ours) >= 0.75 {
                 tracing::warn!(
-                    "extra_config[{key:?}] is ignored; if it is meant for redplug, rename it to \
-                     {ours:?}"
+                    "extra_config{} is ignored; if it is meant for redplug, rename it to \
+                     {ours:?}",
+                    reader::key_segment(key)
                 );
             }
         }

@@ -40,6 +40,7 @@ const RETRIES: IntRange = IntRange {
     max: i32::MAX as i64,
     below: "is not a retry count; write -1 to never retry, or a count of 0 or more (0 means \
             the default, 3)",
+    above: "",
 };
 
 /// A key that was absent, present but invalid (already reported), or read.
@@ -106,7 +107,7 @@ pub(super) fn read_options(obj: &Object<'_>, p: &mut Problems, base: &Path) -> C
     }
 
     let pool_size = Field::read(obj, "pool_size", p, |n, p| {
-        n.integer(p, IntRange::COUNT).map(|v| {
+        n.integer(p, IntRange::CONNECTIONS).map(|v| {
             if v == 0 {
                 DEFAULT_POOL_SIZE
             } else {
@@ -125,12 +126,12 @@ pub(super) fn read_options(obj: &Object<'_>, p: &mut Problems, base: &Path) -> C
     o.conn_max_life_time = Field::read(obj, "conn_max_life_time", p, read_limit).or(None);
 
     let optional_count = |n: &Node<'_>, p: &mut Problems| {
-        n.integer(p, IntRange::COUNT)
+        n.integer(p, IntRange::CONNECTIONS)
             .map(|v| (v > 0).then_some(v as usize))
     };
     let max_active = Field::read(obj, "max_active_conns", p, optional_count);
     let min_idle = Field::read(obj, "min_idle_conns", p, |n, p| {
-        n.integer(p, IntRange::COUNT).map(|v| v as usize)
+        n.integer(p, IntRange::CONNECTIONS).map(|v| v as usize)
     });
     let max_idle = Field::read(obj, "max_idle_conns", p, optional_count);
     o.max_active_conns = max_active.or(None);
@@ -286,12 +287,14 @@ const TELEMETRY_KEYS: Keys = Keys {
     ],
     misplaced: &[],
     open: false,
+    comments: false,
 };
 
 const ATTRIBUTE_KEYS: Keys = Keys {
     known: &["key", "value"],
     misplaced: &[],
     open: false,
+    comments: false,
 };
 
 /// `opentelemetry`: two switches and the static attributes added to every span.

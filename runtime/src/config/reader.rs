@@ -1,13 +1,14 @@
-//! A reader over `serde_json::Value` that knows where it is in the file.
+//! A reader over the [`json`](super::json) tree of our sections that knows where it is in the
+//! file.
 //!
 //! Every typed read either returns the value or records a [`ConfigError`] naming the JSON path
 //! and returns `None`, so one pass over the file collects every problem and the caller simply
 //! carries on with the default.
 
-use serde_json::{Map, Value};
-
 use super::ConfigError;
+use super::json::{Entry, Json, Value};
 use super::model::Secret;
+use super::text::shown;
 use crate::duration::{GoDuration, parse_duration};
 
 /// The problems found so far, in file order.
@@ -15,8 +16,19 @@ use crate::duration::{GoDuration, parse_duration};
 pub(super) struct Problems(Vec<ConfigError>);
 
 impl Problems {
-    /// Records one problem.
-    pub fn add(&mut self, error: ConfigError) {
+    /// Records one problem. Whatever in it came from the file is escaped once more here, so
+    /// that no message can carry a control or invisible character to a terminal or a log.
+    pub fn add(&mut self, mut error: ConfigError) {
+        for text in [&mut error.path, &mut error.message] {
+            if let std::borrow::Cow::Owned(escaped) = shown(text) {
+                *text = escaped;
+            }
+        }
+        if let Some(value) = &mut error.value
+            && let std::borrow::Cow::Owned(escaped) = shown(value)
+        {
+            *value = escaped;
+        }
         self.0.push(error);
     }
 
@@ -34,6 +46,9 @@ pub(super) struct Keys {
     pub misplaced: &'static [(&'static str, &'static str)],
     /// Whether keys outside `known` are accepted (objects shared with the gateway).
     pub open: bool,
+    /// Whether KrakenD's comment keys (starting with `@`, `$`, `_` or `#`) are allowed, as
+    /// KrakenD's schema allows them in this object.
+    pub comments: bool,
 }
 
 impl Keys {
@@ -42,7 +57,14 @@ impl Keys {
         known: &[],
         misplaced: &[],
         open: true,
+        comments: true,
     };
+}
+
+/// Whether `key` is one of KrakenD's comment keys, which its schema lets a user put in some
+/// objects for notes (`"@comment": "..."`, `"$ref"`, `"_note"`, `"#todo"`).
+pub(super) fn is_comment_key(key: &str) -> bool {
+    key.starts_with(['@', '$', '_', '#'])
 }
 
 /// The shortest form of the accepted range of an integer key.
@@ -52,36 +74,81 @@ pub(super) struct IntRange {
     pub max: i64,
     /// Message when the value is below `min`, continuing "<value> ...".
     pub below: &'static str,
+    /// Said after "the most this key accepts is <max>", to explain the bound.
+    pub above: &'static str,
 }
 
 impl IntRange {
-    /// Counts of things (connections, the db index): zero or more.
+    /// Counts of things (the db index, retries): zero or more.
     pub const COUNT: IntRange = IntRange {
         min: 0,
         max: i32::MAX as i64,
         below: "is negative; this key takes 0 or more",
+        above: "",
     };
+
+    /// Counts of connections: zero or more, and no more than one pool may hold.
+    pub const CONNECTIONS: IntRange = IntRange {
+        min: 0,
+        max: MAX_POOL_CONNECTIONS as i64,
+        below: "is negative; this key takes 0 or more",
+        above: " connections, Redis' own default `maxclients`; a gateway needs far fewer \
+                connections than concurrent requests, since plain commands share one",
+    };
+}
+
+/// The most connections one pool or cluster may be configured to hold.
+pub const MAX_POOL_CONNECTIONS: usize = 10_000;
+
+/// `.key`, or `["key"]` for a key that is not a plain identifier (escaped, so that nothing in
+/// it can act on a terminal).
+pub(super) fn key_segment(key: &str) -> String {
+    let simple = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+    if simple {
+        format!(".{key}")
+    } else {
+        format!("[{}]", quoted(key))
+    }
+}
+
+/// `text` as a JSON string, with invisible and direction-changing characters escaped too.
+pub(super) fn quoted(text: &str) -> String {
+    let json = serde_json::Value::from(text).to_string();
+    shown(&json).into_owned()
 }
 
 /// A JSON value and its path in the file.
 #[derive(Clone)]
 pub(super) struct Node<'a> {
-    value: &'a Value,
+    value: &'a Json<'a>,
     path: String,
 }
 
 impl<'a> Node<'a> {
-    /// The whole document.
-    pub fn root(value: &'a Value) -> Self {
+    /// A section of the file: `value` at `path`.
+    pub fn new(value: &'a Json<'a>, path: impl Into<String>) -> Self {
         Self {
             value,
-            path: String::new(),
+            path: path.into(),
         }
     }
 
-    /// The raw value.
-    pub fn value(&self) -> &'a Value {
+    /// The value in the tree.
+    pub fn json(&self) -> &'a Json<'a> {
         self.value
+    }
+
+    /// Whether the value is a string.
+    pub fn is_string(&self) -> bool {
+        matches!(self.value.value, Value::String(_))
+    }
+
+    /// The kind of value ("a string", "an object", ...) for messages.
+    pub fn kind(&self) -> &'static str {
+        kind(&self.value.value)
     }
 
     /// The JSON path, such as `extra_config.redis.clusters[0].addresses[2]`.
@@ -91,18 +158,14 @@ impl<'a> Node<'a> {
 
     /// The path of `key` inside this object.
     pub fn key_path(&self, key: &str) -> String {
-        let simple = !key.is_empty()
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
-        match (simple, self.path.is_empty()) {
-            (true, true) => key.to_owned(),
-            (true, false) => format!("{}.{key}", self.path),
-            (false, _) => format!("{}[{}]", self.path, Value::from(key)),
+        let segment = key_segment(key);
+        match segment.strip_prefix('.') {
+            Some(plain) if self.path.is_empty() => plain.to_owned(),
+            _ => format!("{}{segment}", self.path),
         }
     }
 
-    fn at(&self, path: String, value: &'a Value) -> Node<'a> {
+    fn at(&self, path: String, value: &'a Json<'a>) -> Node<'a> {
         Node { value, path }
     }
 
@@ -111,7 +174,17 @@ impl<'a> Node<'a> {
         ConfigError {
             path: self.path.clone(),
             message: message.into(),
-            value: Some(render(self.value)),
+            value: Some(render(&self.value.value)),
+        }
+    }
+
+    /// An error about this value showing `shown` in its place (a value with parts that must
+    /// not be echoed, such as an address with a password in it).
+    pub fn invalid_as(&self, shown: String, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: self.path.clone(),
+            message: message.into(),
+            value: Some(shown),
         }
     }
 
@@ -125,38 +198,45 @@ impl<'a> Node<'a> {
     }
 
     fn wrong_type(&self, p: &mut Problems, expected: &str) {
-        let message = match self.value {
+        let message = match self.value.value {
             Value::Null => {
                 format!(
                     "is not allowed here: this key takes {expected}; to use the default, leave the key out"
                 )
             }
-            _ => format!("is {}, but this key takes {expected}", kind(self.value)),
+            _ => format!("is {}, but this key takes {expected}", self.kind()),
         };
         p.add(self.invalid(message));
     }
 
     /// Reads an object, reporting every key that `keys` does not accept.
     pub fn object(&self, p: &mut Problems, keys: &Keys) -> Option<Object<'a>> {
-        let Some(map) = self.value.as_object() else {
+        let Value::Object(entries) = &self.value.value else {
             self.wrong_type(p, "an object");
             return None;
         };
         if !keys.open {
-            for key in map.keys().filter(|k| !keys.known.contains(&k.as_str())) {
-                let at = self.at(self.key_path(key), &Value::Null);
-                p.add(at.problem(unknown_key_message(key, keys)));
+            let unknown = entries
+                .iter()
+                .map(|entry| &*entry.key)
+                .filter(|key| !(keys.known.contains(key) || keys.comments && is_comment_key(key)));
+            for key in unknown {
+                p.add(ConfigError {
+                    path: self.key_path(key),
+                    message: unknown_key_message(key, keys),
+                    value: None,
+                });
             }
         }
         Some(Object {
             node: self.clone(),
-            map,
+            entries,
         })
     }
 
     /// Reads an array, returning its items with their paths.
     pub fn array(&self, p: &mut Problems) -> Option<Vec<Node<'a>>> {
-        let Some(items) = self.value.as_array() else {
+        let Value::Array(items) = &self.value.value else {
             self.wrong_type(p, "an array");
             return None;
         };
@@ -170,28 +250,30 @@ impl<'a> Node<'a> {
 
     /// Reads a string.
     pub fn string(&self, p: &mut Problems) -> Option<&'a str> {
-        let s = self.value.as_str();
-        if s.is_none() {
-            self.wrong_type(p, "a string");
+        match &self.value.value {
+            Value::String(s) => Some(s),
+            _ => {
+                self.wrong_type(p, "a string");
+                None
+            }
         }
-        s
     }
 
     /// Reads a credential. Whatever is wrong with it, its value never reaches the error.
     pub fn secret(&self, p: &mut Problems) -> Option<Secret> {
-        if let Some(s) = self.value.as_str() {
-            return Some(Secret::new(s));
+        if let Value::String(s) = &self.value.value {
+            return Some(Secret::new(s.as_ref()));
         }
         p.add(self.problem(format!(
             "must be a string, but is {}; the value is not shown because it is a credential",
-            kind(self.value)
+            self.kind()
         )));
         None
     }
 
     /// Reads `true` or `false`.
     pub fn boolean(&self, p: &mut Problems) -> Option<bool> {
-        match self.value {
+        match &self.value.value {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s == "true" || s == "false" => {
                 p.add(self.invalid(format!(
@@ -207,9 +289,10 @@ impl<'a> Node<'a> {
     }
 
     /// Reads an integer written as a JSON integer (no fraction, no exponent) within `range`.
+    /// `-0` is zero.
     pub fn integer(&self, p: &mut Problems, range: IntRange) -> Option<i64> {
-        let n = match self.value {
-            Value::Number(n) => n,
+        let text = match &self.value.value {
+            Value::Number(text) => *text,
             Value::String(s) if s.trim().parse::<i64>().is_ok() => {
                 p.add(self.invalid(format!(
                     "is a string; write the number without quotes: {}",
@@ -222,17 +305,26 @@ impl<'a> Node<'a> {
                 return None;
             }
         };
-        let too_large = format!("is too large; the most this key accepts is {}", range.max);
-        let Some(i) = n.as_i64() else {
-            let message = match n.as_f64() {
-                _ if n.is_u64() => too_large,
-                Some(f) if f.fract() != 0.0 => {
+        let too_large = format!(
+            "is too large; the most this key accepts is {}{}",
+            range.max, range.above
+        );
+        let Ok(i) = text.parse::<i64>() else {
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            let message = match text.parse::<f64>() {
+                _ if digits.bytes().all(|b| b.is_ascii_digit()) && text.starts_with('-') => {
+                    range.below.to_owned()
+                }
+                _ if digits.bytes().all(|b| b.is_ascii_digit()) => too_large,
+                Ok(f) if !f.is_finite() || f.abs() > range.max as f64 => too_large,
+                Ok(f) if f.fract() != 0.0 => {
                     "is not a whole number; this key takes an integer".to_owned()
                 }
-                Some(f) if f.abs() > range.max as f64 => too_large,
-                _ => "is written with a decimal point or an exponent; write it as a plain \
-                      integer such as 10"
-                    .to_owned(),
+                Ok(f) => format!(
+                    "is written with a decimal point or an exponent; write it as the plain \
+                     integer {f:.0}"
+                ),
+                Err(_) => "is not a number this key can take".to_owned(),
             };
             p.add(self.invalid(message));
             return None;
@@ -250,7 +342,7 @@ impl<'a> Node<'a> {
 
     /// Reads a Go duration string such as `"5s"` or `"1h30m"`.
     pub fn duration(&self, p: &mut Problems) -> Option<GoDuration> {
-        let s = match self.value {
+        let s = match &self.value.value {
             Value::String(s) => s,
             Value::Number(_) => {
                 p.add(self.invalid(
@@ -267,7 +359,7 @@ impl<'a> Node<'a> {
         match parse_duration(s) {
             Ok(d) => Some(d),
             Err(e) => {
-                p.add(self.invalid(format!("is not a duration: {e}")));
+                p.add(self.invalid(format!("is not a duration: {}", shown(&e.to_string()))));
                 None
             }
         }
@@ -277,14 +369,15 @@ impl<'a> Node<'a> {
 /// An object being read, with its path.
 pub(super) struct Object<'a> {
     node: Node<'a>,
-    map: &'a Map<String, Value>,
+    entries: &'a [Entry<'a>],
 }
 
 impl<'a> Object<'a> {
-    /// The value of `key`, if present.
+    /// The value of `key`, if present (the last one if the key is repeated; a repeat is
+    /// reported on its own).
     pub fn get(&self, key: &str) -> Option<Node<'a>> {
-        let value = self.map.get(key)?;
-        Some(self.node.at(self.node.key_path(key), value))
+        let entry = self.entries.iter().rev().find(|entry| entry.key == key)?;
+        Some(self.node.at(self.node.key_path(key), &entry.value))
     }
 
     /// The value of a key that must be present; `how` tells the user what to write.
@@ -301,9 +394,12 @@ impl<'a> Object<'a> {
         node
     }
 
-    /// Every key, in file order.
-    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
-        self.map.keys().map(String::as_str)
+    /// Every entry with its path, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + '_ {
+        self.entries.iter().map(|entry| {
+            let path = self.node.key_path(&entry.key);
+            (&*entry.key, self.node.at(path, &entry.value))
+        })
     }
 }
 
@@ -311,10 +407,16 @@ fn unknown_key_message(key: &str, keys: &Keys) -> String {
     if let Some((_, message)) = keys.misplaced.iter().find(|(k, _)| *k == key) {
         return (*message).to_owned();
     }
+    let comment = if is_comment_key(key) && !keys.comments {
+        " (keys that start with `@`, `$`, `_` or `#` are KrakenD comments, which this object \
+         does not take)"
+    } else {
+        ""
+    };
     match did_you_mean(key, keys.known) {
-        Some(known) => format!("unknown key; did you mean `{known}`?"),
+        Some(known) => format!("unknown key; did you mean `{known}`?{comment}"),
         None => format!(
-            "unknown key; the keys allowed here are {}",
+            "unknown key; the keys allowed here are {}{comment}",
             keys.known
                 .iter()
                 .map(|k| format!("`{k}`"))
@@ -346,7 +448,7 @@ pub(super) fn did_you_mean<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> 
 }
 
 /// "a string", "an object", ... for messages.
-pub(super) fn kind(value: &Value) -> &'static str {
+pub(super) fn kind(value: &Value<'_>) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -357,16 +459,28 @@ pub(super) fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// The value as JSON for an error message. Objects are never shown: they may hold a password.
-fn render(value: &Value) -> String {
+/// The value as it is written in the file, for an error message: numbers as written, strings
+/// escaped, long ones shortened. Objects are never shown: they may hold a password.
+fn render(value: &Value<'_>) -> String {
     const MAX: usize = 60;
     let text = match value {
-        Value::Object(map) if map.is_empty() => "{}".to_owned(),
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(text) => (*text).to_owned(),
+        Value::String(s) => quoted(s),
+        Value::Object(entries) if entries.is_empty() => "{}".to_owned(),
         Value::Object(_) => "{...}".to_owned(),
-        Value::Array(items) if items.iter().any(|v| v.is_object() || v.is_array()) => {
+        Value::Array(items)
+            if items
+                .iter()
+                .any(|item| matches!(item.value, Value::Object(_) | Value::Array(_))) =>
+        {
             "[...]".to_owned()
         }
-        _ => value.to_string(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(|item| render(&item.value)).collect();
+            format!("[{}]", items.join(","))
+        }
     };
     if text.chars().count() <= MAX {
         return text;
@@ -378,13 +492,17 @@ fn render(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::json::{Budget, parse};
     use super::*;
-    use serde_json::json;
+
+    fn tree(text: &str) -> Json<'_> {
+        parse(text, 0, &mut Budget::default()).unwrap()
+    }
 
     #[test]
     fn paths_quote_keys_that_are_not_identifiers() {
-        let value = json!({});
-        let root = Node::root(&value);
+        let value = tree("{}");
+        let root = Node::new(&value, "");
         assert_eq!(root.key_path("extra_config"), "extra_config");
         let extra = root.at(root.key_path("extra_config"), &value);
         assert_eq!(
@@ -392,6 +510,10 @@ mod tests {
             "extra_config[\"plugin/redplug\"]"
         );
         assert_eq!(root.key_path("$schema"), "$schema");
+        assert_eq!(
+            extra.key_path("evil\u{1b}[2J\u{202e}"),
+            "extra_config[\"evil\\u001b[2J\\u{202e}\"]"
+        );
     }
 
     #[test]
@@ -408,40 +530,49 @@ mod tests {
     }
 
     #[test]
-    fn render_shortens_and_hides_objects() {
-        assert_eq!(render(&json!("x".repeat(100))).chars().count(), 60);
-        assert_eq!(render(&json!({"password": "hunter2"})), "{...}");
-        assert_eq!(render(&json!([{"password": "hunter2"}])), "[...]");
-        assert_eq!(render(&json!(["a:1", 2])), "[\"a:1\",2]");
+    fn render_shows_values_as_written_and_hides_objects() {
+        let shown = |text: &str| render(&tree(text).value);
+        assert_eq!(shown(&format!("{:?}", "x".repeat(100))).chars().count(), 60);
+        assert_eq!(shown(r#"{"password": "hunter2"}"#), "{...}");
+        assert_eq!(shown(r#"[{"password": "hunter2"}]"#), "[...]");
+        assert_eq!(shown(r#"["a:1", 2]"#), "[\"a:1\",2]");
+        assert_eq!(shown("1e1"), "1e1");
+        assert_eq!(shown("-0"), "-0");
+        assert_eq!(shown(r#""\u001b[2J""#), "\"\\u001b[2J\"");
     }
 
     #[test]
     fn integers_must_be_plain_and_in_range() {
         let cases = [
-            (json!(1.5), "is not a whole number"),
+            ("1.5", "is not a whole number"),
             (
-                json!(1e99),
+                "1e99",
                 "is too large; the most this key accepts is 2147483647",
             ),
-            (json!(1e2), "write it as a plain integer"),
-            (json!(u64::MAX), "is too large"),
-            (json!(3_000_000_000_i64), "is too large"),
-            (json!(-1), "is negative"),
-            (json!("10"), "write the number without quotes: 10"),
-            (json!(true), "is a boolean, but this key takes an integer"),
-            (json!(null), "is not allowed here"),
+            ("1e400", "is too large"),
+            ("1e1", "write it as the plain integer 10"),
+            ("18446744073709551615", "is too large"),
+            ("-18446744073709551615", "is negative"),
+            ("3000000000", "is too large"),
+            ("-1", "is negative"),
+            (r#""10""#, "write the number without quotes: 10"),
+            ("true", "is a boolean, but this key takes an integer"),
+            ("null", "is not allowed here"),
         ];
-        for (value, fragment) in cases {
+        for (text, fragment) in cases {
+            let value = tree(text);
             let mut p = Problems::default();
-            let got = Node::root(&value).integer(&mut p, IntRange::COUNT);
-            assert_eq!(got, None, "{value}");
+            let got = Node::new(&value, "n").integer(&mut p, IntRange::COUNT);
+            assert_eq!(got, None, "{text}");
             let errors = p.into_vec();
-            assert!(errors[0].message.contains(fragment), "{value}: {errors:?}");
+            assert!(errors[0].message.contains(fragment), "{text}: {errors:?}");
+            assert_eq!(errors[0].value.as_deref(), Some(text), "shown as written");
         }
-        let mut p = Problems::default();
-        assert_eq!(
-            Node::root(&json!(7)).integer(&mut p, IntRange::COUNT),
-            Some(7)
-        );
+        for (text, expected) in [("7", 7), ("-0", 0)] {
+            let value = tree(text);
+            let mut p = Problems::default();
+            let got = Node::new(&value, "n").integer(&mut p, IntRange::COUNT);
+            assert_eq!(got, Some(expected), "{text}");
+        }
     }
 }

@@ -7,9 +7,10 @@ use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use super::address::parse_address;
-use super::model::{Address, ClusterConfig, PoolConfig, RedisConfig};
+use super::model::{Address, ClusterConfig, ConnectionOptions, PoolConfig, RedisConfig};
 use super::options::{SHARED_KEYS, read_options};
-use super::reader::{IntRange, Keys, Node, Object, Problems};
+use super::reader::{IntRange, Keys, Node, Object, Problems, quoted};
+use super::text::{describe_char, first_unprintable};
 
 const REDIS_KEYS: Keys = Keys {
     known: &["connection_pools", "clusters"],
@@ -31,6 +32,7 @@ const REDIS_KEYS: Keys = Keys {
         ),
     ],
     open: false,
+    comments: true,
 };
 
 const POOL_KEYS: Keys = Keys {
@@ -48,6 +50,7 @@ const POOL_KEYS: Keys = Keys {
         ),
     ],
     open: false,
+    comments: false,
 };
 
 const CLUSTER_KEYS: Keys = Keys {
@@ -65,6 +68,7 @@ const CLUSTER_KEYS: Keys = Keys {
         ),
     ],
     open: false,
+    comments: false,
 };
 
 /// Joins two key lists at compile time: 3 own keys + the shared ones.
@@ -88,7 +92,12 @@ const REDIRECTS: IntRange = IntRange {
     max: i32::MAX as i64,
     below: "is not a redirect count; write -1 to never follow redirects, or a count of 0 or \
             more (0 means the default, 3)",
+    above: "",
 };
+
+/// The most connections all pools and clusters together may be configured to hold: each one
+/// costs a socket, and its pool reserves room for it up front.
+pub const MAX_TOTAL_CONNECTIONS: usize = 100_000;
 
 const DEFAULT_MAX_REDIRECTS: u32 = 3;
 
@@ -98,22 +107,92 @@ struct Names(HashMap<String, String>);
 
 /// Reads `extra_config.redis`.
 pub(super) fn read_redis(node: &Node<'_>, p: &mut Problems, base: &Path) -> RedisConfig {
+    read_redis_with_limit(node, p, base, open_file_limit())
+}
+
+/// Reads `extra_config.redis`, checking the connections opened at startup against
+/// `open_files`, the process's limit on open files.
+pub(super) fn read_redis_with_limit(
+    node: &Node<'_>,
+    p: &mut Problems,
+    base: &Path,
+    open_files: Option<u64>,
+) -> RedisConfig {
     let mut config = RedisConfig::default();
     let Some(obj) = node.object(p, &REDIS_KEYS) else {
         return config;
     };
     let mut names = Names::default();
+    let mut limits = Totals::new(open_files);
     for item in list(&obj, "connection_pools", p) {
         if let Some(pool) = read_pool(&item, p, base, &mut names) {
+            limits.add(&item, &pool.options, p);
             config.connection_pools.push(pool);
         }
     }
     for item in list(&obj, "clusters", p) {
         if let Some(cluster) = read_cluster(&item, p, base, &mut names) {
+            limits.add(&item, &cluster.options, p);
             config.clusters.push(cluster);
         }
     }
     config
+}
+
+/// The connections of every pool and cluster added up, against what redplug and this machine
+/// can hold. Each limit is reported once, at the entry that crosses it.
+struct Totals {
+    connections: usize,
+    warm: usize,
+    /// How many files this process may open (`ulimit -n`), when the system says.
+    open_files: Option<u64>,
+    reported: (bool, bool),
+}
+
+impl Totals {
+    fn new(open_files: Option<u64>) -> Self {
+        Self {
+            connections: 0,
+            warm: 0,
+            open_files,
+            reported: (false, false),
+        }
+    }
+
+    fn add(&mut self, entry: &Node<'_>, options: &ConnectionOptions, p: &mut Problems) {
+        self.connections = self.connections.saturating_add(options.max_connections());
+        self.warm = self.warm.saturating_add(options.min_idle_conns);
+        if self.connections > MAX_TOTAL_CONNECTIONS && !self.reported.0 {
+            self.reported.0 = true;
+            p.add(entry.problem(format!(
+                "brings the connections of all pools and clusters up to here to {}, more than \
+                 the {MAX_TOTAL_CONNECTIONS} redplug holds at once; lower `pool_size` (or set \
+                 `max_active_conns`) here or in the entries before it",
+                self.connections
+            )));
+        }
+        if let Some(limit) = self.open_files
+            && self.warm as u64 > limit.saturating_sub(RESERVED_FILES)
+            && !self.reported.1
+        {
+            self.reported.1 = true;
+            p.add(entry.problem(format!(
+                "brings the connections opened at startup (`min_idle_conns` of all pools and \
+                 clusters up to here) to {}, but this process may open only {limit} files \
+                 (`ulimit -n`), some of which it needs for other things; lower \
+                 `min_idle_conns`, or raise the limit",
+                self.warm
+            )));
+        }
+    }
+}
+
+/// Files a gateway needs besides pre-opened Redis connections: listeners, clients, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// The soft limit on open files of this process, if the system has one.
+fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 fn list<'a>(obj: &Object<'a>, key: &str, p: &mut Problems) -> Vec<Node<'a>> {
@@ -195,8 +274,17 @@ fn read_name(obj: &Object<'_>, p: &mut Problems, names: &mut Names, what: &str) 
     if name.trim() != name {
         p.add(node.invalid(format!(
             "has spaces at its start or end, which every plugin would have to repeat exactly; \
-             write \"{}\"",
-            name.trim()
+             write {}",
+            quoted(name.trim())
+        )));
+        return None;
+    }
+    if let Some((index, c)) = first_unprintable(name) {
+        p.add(node.invalid(format!(
+            "has {} as its character {}: a name may not hold control or text-direction \
+             characters, which change what a terminal shows; retype the name",
+            describe_char(c),
+            index + 1
         )));
         return None;
     }
@@ -220,20 +308,16 @@ fn read_address(node: &Node<'_>, p: &mut Problems) -> Option<Address> {
     let text = node.string(p)?;
     match parse_address(text) {
         Ok(address) => Some(address),
-        Err(e) if e.show_value => {
-            p.add(node.invalid(e.message));
-            None
-        }
         Err(e) => {
-            // The URL holds a password: describe it without echoing it.
-            p.add(node.problem(format!("the value {}", e.message)));
+            // Shown with anything that may be a credential replaced by `***`.
+            p.add(node.invalid_as(e.shown, e.message));
             None
         }
     }
 }
 
 fn read_addresses(node: &Node<'_>, p: &mut Problems) -> Option<Vec<Address>> {
-    if node.value().is_string() {
+    if node.is_string() {
         // One address where a list belongs: check it as an address first, so a URL with a
         // password in it is described without being echoed.
         if let Some(address) = read_address(node, p) {

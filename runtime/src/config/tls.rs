@@ -9,6 +9,7 @@ use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use super::model::{ClientCert, PemFile, TlsConfig, TlsVersion};
 use super::options::Field;
 use super::reader::{Keys, Node, Problems};
+use super::text::shown;
 
 const TLS_KEYS: Keys = Keys {
     known: &[
@@ -42,12 +43,14 @@ const TLS_KEYS: Keys = Keys {
         ),
     ],
     open: false,
+    comments: true,
 };
 
 const CLIENT_CERT_KEYS: Keys = Keys {
     known: &["certificate", "private_key"],
     misplaced: &[],
     open: false,
+    comments: false,
 };
 
 /// What a PEM file named in the config must contain.
@@ -156,6 +159,20 @@ fn version_name(version: TlsVersion) -> &'static str {
     }
 }
 
+/// The largest certificate or key file read: a chain of a dozen certificates is a few KiB.
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// The file's bytes, or `None` when it holds more than [`MAX_PEM_BYTES`] (a device such as
+/// `/dev/zero` included).
+fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut contents = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut contents)?;
+    Ok((contents.len() as u64 <= MAX_PEM_BYTES).then_some(contents))
+}
+
 /// Reads the PEM file named by `node` and checks it holds what `expect` asks for. Relative
 /// paths start at `base`.
 fn read_pem(node: &Node<'_>, p: &mut Problems, base: &Path, expect: Expect) -> Option<PemFile> {
@@ -168,10 +185,18 @@ fn read_pem(node: &Node<'_>, p: &mut Problems, base: &Path, expect: Expect) -> O
     let looked_for = if resolved.as_path() == Path::new(written) {
         String::new()
     } else {
-        format!(" (looked for `{}`)", resolved.display())
+        format!(" (looked for `{}`)", shown(&resolved.display().to_string()))
     };
-    let contents = match std::fs::read(&resolved) {
-        Ok(contents) => contents,
+    let contents = match read_bounded(&resolved) {
+        Ok(Some(contents)) => contents,
+        Ok(None) => {
+            p.add(node.invalid(format!(
+                "names a file{looked_for} larger than {} KiB, which no certificate or key is; \
+                 check the path",
+                MAX_PEM_BYTES / 1024
+            )));
+            return None;
+        }
         Err(e) => {
             p.add(node.invalid(format!(
                 "cannot be read{looked_for}: {e}; check the path and the file's permissions"

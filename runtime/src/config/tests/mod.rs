@@ -1,6 +1,7 @@
 //! Tests of the config loader as a user meets it: a JSON file in, a `Config` or a list of
 //! problems out, each problem checked by its path and the words that tell the user what to do.
 
+mod hostile;
 mod keys;
 mod names;
 mod secrets;
@@ -293,7 +294,8 @@ fn wrong_types_name_the_path_the_type_and_the_value() {
     let error = single(parse("[1]").unwrap_err().into_vec());
     assert_eq!(
         error.to_string(),
-        "[1] is an array, but this key takes an object"
+        "the file holds an array, but a gateway config is a JSON object such as {\"version\": \
+         3, \"extra_config\": {...}}"
     );
 }
 
