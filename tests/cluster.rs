@@ -72,7 +72,7 @@ async fn query<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, args: 
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-/// `GET` through a handle, whose own `get()` checks out an exclusive connection.
+/// `GET` through any handle or connection.
 async fn get<T: redis::FromRedisValue>(
     con: &(impl redis::aio::ConnectionLike + Clone + Send + Sync),
     key: &str,
@@ -435,7 +435,7 @@ async fn failover_is_survived_without_a_restart() {
             .unwrap();
         // Written on a connection of its own, so that WAIT (which counts this connection's
         // writes) proves the replica has it before its master dies.
-        let mut own = old_node.get().await.unwrap();
+        let mut own = old_node.checkout().await.unwrap();
         let (): () = redis::cmd("SET")
             .arg(key)
             .arg("before")
@@ -711,10 +711,10 @@ async fn every_cluster_option_is_honoured() {
         }
 
         // pool_size bounds exclusive connections; pool_timeout bounds the wait for one.
-        let mut first = sessions.get().await.unwrap();
-        let second = sessions.get().await.unwrap();
+        let mut first = sessions.checkout().await.unwrap();
+        let second = sessions.checkout().await.unwrap();
         let waited = Instant::now();
-        let error = sessions.get().await.unwrap_err().to_string();
+        let error = sessions.checkout().await.unwrap_err().to_string();
         let waited = waited.elapsed();
         assert!(
             error.contains("sessions") && error.contains("pool_timeout"),
@@ -726,7 +726,7 @@ async fn every_cluster_option_is_honoured() {
         );
         drop(second);
         let third = sessions
-            .get()
+            .checkout()
             .await
             .expect("a returned connection is handed out again");
         drop(third);
@@ -1009,7 +1009,7 @@ async fn tls_settings_apply_to_every_cluster_connection() {
             let node = runtime.selectors().cluster_node_for_key(name, name).await.unwrap().unwrap();
             let value: Option<i64> = get(&node, name).await.unwrap();
             assert_eq!(value, Some(1), "{name}: the node handle speaks TLS too");
-            let mut exclusive = handle.get().await.unwrap();
+            let mut exclusive = handle.checkout().await.unwrap();
             let value: Option<i64> = redis::cmd("GET").arg(name).query_async(&mut exclusive).await.unwrap();
             assert_eq!(value, Some(1), "{name}: exclusive connections speak TLS too");
         }

@@ -452,7 +452,7 @@ fn credentials_appear_in_no_error_report_debug_output_or_log() {
             .await;
         let command = command.expect_err("a wrong password fails the first command");
         seen.error("a command's error", &command);
-        let checkout = pool.get().await.expect_err("and every checkout");
+        let checkout = pool.checkout().await.expect_err("and every checkout");
         seen.error("a checkout's error", &checkout);
         started.shutdown().await;
     });

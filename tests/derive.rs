@@ -401,7 +401,7 @@ impl PoolBackend for StubPool {
         unreachable!("the derive tests never send commands")
     }
 
-    fn get(&self) -> futures_util::future::BoxFuture<'_, RedisResult<PooledConnection>> {
+    fn checkout(&self) -> futures_util::future::BoxFuture<'_, RedisResult<PooledConnection>> {
         unreachable!("the derive tests never check out connections")
     }
 

@@ -344,3 +344,28 @@ async fn the_runtime_hands_out_plugins_by_type_and_by_name() {
     drop(by_type);
     runtime.shutdown().await;
 }
+
+/// `only_plugins` with a name nothing registered fails instead of running without it.
+#[tokio::test]
+async fn only_plugins_refuses_a_name_that_is_not_registered() {
+    let error = match Runtime::builder()
+        .only_plugins(["hits", "hts", "nowhere"])
+        .start_json("{}")
+        .await
+    {
+        Ok(_) => panic!("a runtime started without the plugins asked for"),
+        Err(error) => error,
+    };
+    let StartupError::UnknownPlugins(unknown) = &error else {
+        panic!("{error}");
+    };
+    let names: Vec<&str> = unknown.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["hts", "nowhere"]);
+    assert_eq!(unknown[0].did_you_mean.as_deref(), Some("hits"));
+    assert!(
+        error
+            .to_string()
+            .starts_with("2 plugins asked for are not registered"),
+        "{error}"
+    );
+}

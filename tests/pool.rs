@@ -72,6 +72,34 @@ async fn kill_clients_named(server: &RedisServer, name: &str) {
     }
 }
 
+/// The most natural Redis call works on the handle: `get` is Redis' `GET`, since the
+/// exclusive checkout is `checkout()`.
+#[tokio::test]
+async fn get_on_the_handle_runs_redis_get() {
+    let server = RedisServer::start();
+    let runtime = runtime_with(&server, json!({})).await;
+    let pool = pool(&runtime);
+    let missing = pool
+        .clone()
+        .get::<_, Option<String>>("greeting")
+        .await
+        .unwrap();
+    let () = pool.clone().set("greeting", "hello").await.unwrap();
+    let found = pool
+        .clone()
+        .get::<_, Option<String>>("greeting")
+        .await
+        .unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut server.async_conn().await)
+        .await
+        .unwrap();
+    runtime.shutdown().await;
+    assert_eq!((missing, found.as_deref()), (None, Some("hello")));
+    assert!(stats.contains("cmdstat_get:calls=2"), "{stats}");
+}
+
 #[tokio::test]
 async fn db_puts_keys_in_that_database_only() {
     let server = RedisServer::start();
@@ -101,7 +129,7 @@ async fn client_name_is_on_every_connection_also_after_reconnect() {
     .await;
     let handle = pool(&runtime);
     let () = handle.clone().set("k", 1).await.unwrap();
-    let mut exclusive = handle.get().await.unwrap();
+    let mut exclusive = handle.checkout().await.unwrap();
     let () = redis::cmd("PING")
         .query_async(&mut exclusive)
         .await
@@ -239,10 +267,10 @@ async fn pool_timeout_fails_a_checkout_when_every_connection_is_held() {
     let server = RedisServer::start();
     let runtime = runtime_with(&server, json!({ "pool_size": 2, "pool_timeout": "300ms" })).await;
     let handle = pool(&runtime);
-    let _first = handle.get().await.unwrap();
-    let _second = handle.get().await.unwrap();
+    let _first = handle.checkout().await.unwrap();
+    let _second = handle.checkout().await.unwrap();
     let started = Instant::now();
-    let error = handle.get().await.expect_err("no third connection");
+    let error = handle.checkout().await.expect_err("no third connection");
     let elapsed = started.elapsed();
     println!("pool_timeout 300ms: failed after {elapsed:?}: {error}");
     assert!(
@@ -267,7 +295,7 @@ async fn pool_timeout_fails_a_checkout_when_every_connection_is_held() {
 async fn blocking_commands_outlast_every_default_response_timeout() {
     let server = RedisServer::start();
     let runtime = runtime_with(&server, json!({})).await;
-    let mut exclusive = pool(&runtime).get().await.unwrap();
+    let mut exclusive = pool(&runtime).checkout().await.unwrap();
     let pusher = {
         let address = server.url();
         tokio::spawn(async move {
@@ -297,7 +325,7 @@ async fn max_server_connections(server: &RedisServer, pool_json: Value, tasks: u
                 if (task + round) % 2 == 0 {
                     let _: i64 = handle.clone().incr("shared", 1).await.unwrap();
                 } else {
-                    let mut conn = handle.get().await.unwrap();
+                    let mut conn = handle.checkout().await.unwrap();
                     let _: i64 = conn.incr("shared", 1).await.unwrap();
                 }
             }
@@ -384,7 +412,7 @@ async fn max_idle_conns_trims_idle_connections() {
     )
     .await;
     let handle = pool(&runtime);
-    let held: Vec<_> = futures_util::future::join_all((0..6).map(|_| handle.get())).await;
+    let held: Vec<_> = futures_util::future::join_all((0..6).map(|_| handle.checkout())).await;
     assert_eq!(clients_named(&server, "trim").await.len(), 6);
     drop(held);
     wait_for_async(
@@ -627,8 +655,8 @@ async fn status_reports_the_pool() {
     // snapshot (the test failed that way about one run in eight).
     let runtime = runtime_with(&server, json!({ "pool_size": 5 })).await;
     let handle = pool(&runtime);
-    let held = handle.get().await.unwrap();
-    drop(handle.get().await.unwrap());
+    let held = handle.checkout().await.unwrap();
+    drop(handle.checkout().await.unwrap());
     let status = handle.status();
     assert_eq!(status.name, "test");
     assert_eq!(

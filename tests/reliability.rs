@@ -82,9 +82,9 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// `GET key` through the pool's shared lane (`RedisPool::get` is the exclusive checkout).
+/// `GET key` through the pool's shared lane.
 async fn read(redis: &RedisPool, key: &str) -> RedisResult<Option<i64>> {
-    AsyncCommands::get(&mut redis.clone(), key).await
+    redis.clone().get(key).await
 }
 
 fn names_pool(message: &str) -> bool {
@@ -671,7 +671,7 @@ async fn slow_server_times_out_calls_releases_waiters_and_stays_usable() {
     let (runtime, redis) = start(&server, json!({ "pool_size": 2, "pool_timeout": "1s" })).await;
     let () = redis.clone().set("slow", 1).await.unwrap();
     // The lane holds one of the two connections, this checkout the other.
-    let held = redis.get().await.unwrap();
+    let held = redis.checkout().await.unwrap();
 
     let woke = put_to_sleep(&server, 5).await;
     let asleep_at = Instant::now();
@@ -690,7 +690,7 @@ async fn slow_server_times_out_calls_releases_waiters_and_stays_usable() {
             let redis = redis.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                let result = redis.get().await.map(drop);
+                let result = redis.checkout().await.map(drop);
                 (started.elapsed(), result)
             })
         })
@@ -716,7 +716,7 @@ async fn slow_server_times_out_calls_releases_waiters_and_stays_usable() {
     .await;
     let usable_after = woke_at.elapsed();
     drop(held);
-    let mut exclusive = redis.get().await.unwrap();
+    let mut exclusive = redis.checkout().await.unwrap();
     let _: String = redis::cmd("PING")
         .query_async(&mut exclusive)
         .await
@@ -1126,10 +1126,10 @@ async fn exclusive_connections_have_reply_deadlines_unless_told_to_wait_forever(
         json!({ "dial_timeout": "1s", "pool_timeout": "1s", "pool_size": 6 }),
     )
     .await;
-    let mut plain = redis.get().await.unwrap();
-    let mut blocking_once = redis.get().await.unwrap();
-    let mut forever = redis.get().await.unwrap();
-    let idle = redis.get().await.unwrap();
+    let mut plain = redis.checkout().await.unwrap();
+    let mut blocking_once = redis.checkout().await.unwrap();
+    let mut forever = redis.checkout().await.unwrap();
+    let idle = redis.checkout().await.unwrap();
     drop(idle);
 
     server.freeze();
@@ -1146,7 +1146,7 @@ async fn exclusive_connections_have_reply_deadlines_unless_told_to_wait_forever(
     };
     let checkout = async {
         let started = Instant::now();
-        let result = redis.get().await.map(drop);
+        let result = redis.checkout().await.map(drop);
         (started.elapsed(), result)
     };
     let waiting = tokio::spawn(async move {
@@ -1237,7 +1237,7 @@ async fn shutdown_during_load_closes_every_connection_cleanly() {
         .map(|_| {
             let redis = redis.clone();
             tokio::spawn(async move {
-                let mut conn = redis.get().await?;
+                let mut conn = redis.checkout().await?;
                 let mut pings = 0;
                 loop {
                     let _: String = redis::cmd("PING").query_async(&mut conn).await?;
@@ -1300,7 +1300,10 @@ async fn shutdown_during_load_closes_every_connection_cleanly() {
         .query_once::<i64>(redis::cmd("INCR").arg("shut:0"))
         .await
         .unwrap_err();
-    let later_get = redis.get().await.expect_err("no checkout after shutdown");
+    let later_get = redis
+        .checkout()
+        .await
+        .expect_err("no checkout after shutdown");
 
     println!(
         "shutdown under {TASKS} tasks ({before} connections open): shutdown took \

@@ -6,7 +6,7 @@
 //!   plain command on the handle goes through. It keeps one multiplexed socket per node, routes
 //!   each command by hash slot, follows `MOVED`/`ASK`, and refreshes its slot map when a node
 //!   fails or redirects;
-//! - **exclusive connections** for [`RedisCluster::get`]: a pool (bounded by `pool_size`, waited
+//! - **exclusive connections** for [`RedisCluster::checkout`]: a pool (bounded by `pool_size`, waited
 //!   for up to `pool_timeout`) of cluster connections of their own, without a reply timeout, for
 //!   blocking commands;
 //! - **node handles** for `cluster_node_for_key`: one [`RedisPool`] per master (see
@@ -367,7 +367,7 @@ impl ClusterBackend for ClusterEngine {
         })
     }
 
-    fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
+    fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
         Box::pin(async move {
             if self.is_closed() {
                 return Err(self.shut_down_error());
@@ -541,7 +541,7 @@ fn startup_failure(
     )
 }
 
-/// Opens and verifies the cluster connections behind [`RedisCluster::get`].
+/// Opens and verifies the cluster connections behind [`RedisCluster::checkout`].
 struct ExclusiveManager {
     client: ClusterClient,
     owner: Arc<str>,

@@ -72,6 +72,58 @@ pub enum StartupError {
     /// Plugins could not be built (usually their own config is invalid).
     #[error("{}", BuildErrors(.0))]
     Build(Vec<BuildError>),
+    /// [`RuntimeBuilder::only_plugins`](crate::RuntimeBuilder::only_plugins) named plugins that
+    /// are not registered.
+    #[error("{}", UnknownPlugins(.0))]
+    UnknownPlugins(Vec<UnknownPlugin>),
+}
+
+/// A plugin asked for by name that is not registered in this binary.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no plugin named `{}` is registered{}; registered: {registered}",
+    shown(name),
+    did_you_mean.as_ref().map(|g| format!(" (did you mean `{g}`?)")).unwrap_or_default()
+)]
+pub struct UnknownPlugin {
+    /// The name asked for.
+    pub name: String,
+    /// A registered name close to it.
+    pub did_you_mean: Option<String>,
+    /// Every registered name, comma separated.
+    pub registered: String,
+}
+
+impl UnknownPlugin {
+    /// `name`, looked up in vain among `registered`.
+    pub(crate) fn new(name: &str, registered: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            did_you_mean: crate::registry::closest(name, registered),
+            registered: if registered.is_empty() {
+                "none (link the crates that hold them)".to_owned()
+            } else {
+                registered.join(", ")
+            },
+        }
+    }
+}
+
+struct UnknownPlugins<'a>(&'a [UnknownPlugin]);
+
+impl fmt::Display for UnknownPlugins<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} plugins asked for are not registered:", many.len())?;
+                for unknown in many {
+                    write!(f, "\n  - {unknown}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// One plugin field whose named connection is not configured.

@@ -12,24 +12,13 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use redplug::{DynMiddleware, Flow, PluginError, Request, Response};
 
 use crate::Runtime;
+pub use crate::error::UnknownPlugin;
 
 /// An ordered list of plugins, resolved by name once. Requests run through `on_request` in
 /// order; responses run through `on_response` in reverse order, like layers of an onion.
 #[derive(Clone)]
 pub struct Pipeline {
     plugins: Arc<[(&'static str, Arc<dyn DynMiddleware>)]>,
-}
-
-/// A pipeline named a plugin that is not registered.
-#[derive(Debug, thiserror::Error)]
-#[error("no plugin named `{name}` is registered{}; registered: {registered}", did_you_mean.as_ref().map(|g| format!(" (did you mean `{g}`?)")).unwrap_or_default())]
-pub struct UnknownPlugin {
-    /// The name asked for.
-    pub name: String,
-    /// A registered name close to it.
-    pub did_you_mean: Option<String>,
-    /// Every registered name, comma separated.
-    pub registered: String,
 }
 
 impl Pipeline {
@@ -42,11 +31,7 @@ impl Pipeline {
         for name in names {
             let Some(plugin) = runtime.plugin(name) else {
                 let known: Vec<&str> = runtime.plugins().map(|p| p.name()).collect();
-                return Err(UnknownPlugin {
-                    name: name.to_owned(),
-                    did_you_mean: crate::registry::closest(name, &known),
-                    registered: known.join(", "),
-                });
+                return Err(UnknownPlugin::new(name, &known));
             };
             plugins.push((plugin.name(), plugin.middleware().clone()));
         }

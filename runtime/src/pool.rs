@@ -4,7 +4,7 @@
 //! `max_active_conns`). Plain commands do not check a connection out per command: deadpool
 //! pings on every checkout, which would halve throughput. Instead the pool keeps one of its
 //! connections checked out as the *shared lane*, a multiplexed connection that pipelines the
-//! commands of every concurrent task on one socket. Exclusive checkouts ([`RedisPool::get`])
+//! commands of every concurrent task on one socket. Exclusive checkouts ([`RedisPool::checkout`])
 //! take the other connections, each verified with `UNWATCH` + `PING` first.
 
 use std::future::Future;
@@ -439,7 +439,7 @@ impl PoolEngine {
                 "pool `{}`: the server sent no reply for {RESPONSE_TIMEOUT:?} (the shared \
                  connection's response timeout), so the connection was closed; the command may \
                  or may not have run. Run slow or blocking commands on an exclusive connection \
-                 (`RedisPool::get`)",
+                 (`RedisPool::checkout`)",
                 self.name
             ),
         )
@@ -500,7 +500,7 @@ impl PoolBackend for PoolEngine {
         })
     }
 
-    fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
+    fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
         Box::pin(async move {
             if self.is_closed() {
                 return Err(self.shut_down_error());

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::ClusterEngine;
 use crate::config::{self, Config, PoolConfig};
 use crate::connect::Connector;
-use crate::error::StartupError;
+use crate::error::{StartupError, UnknownPlugin};
 use crate::maintenance::{self, Limits};
 use crate::pool::PoolEngine;
 use crate::registry::{self, PluginEntry, Plugins};
@@ -58,17 +58,25 @@ impl PluginRef {
 #[derive(Default)]
 pub struct RuntimeBuilder {
     registrations: Option<Vec<&'static Registration>>,
+    /// Names given to `only_plugins` that no registration has, reported by `start`.
+    unknown: Vec<UnknownPlugin>,
 }
 
 impl RuntimeBuilder {
-    /// Builds only plugins whose names are in `names` instead of every registered plugin.
+    /// Builds only the plugins called `names` instead of every registered plugin. A name that
+    /// is not registered makes [`start`](Self::start) fail, with a suggestion.
     pub fn only_plugins<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
-        let names: Vec<&str> = names.into_iter().collect();
-        self.registrations = Some(
-            Registration::all()
-                .filter(|r| names.contains(&r.name))
-                .collect(),
-        );
+        let all: Vec<&'static Registration> = Registration::all().collect();
+        let registered: Vec<&str> = all.iter().map(|r| r.name).collect();
+        let mut chosen = Vec::new();
+        for name in names {
+            let found: Vec<_> = all.iter().filter(|r| r.name == name).copied().collect();
+            if found.is_empty() {
+                self.unknown.push(UnknownPlugin::new(name, &registered));
+            }
+            chosen.extend(found);
+        }
+        self.registrations = Some(chosen);
         self
     }
 
@@ -83,6 +91,9 @@ impl RuntimeBuilder {
 
     /// Starts from a parsed config.
     pub async fn start(self, config: Config) -> Result<Runtime, StartupError> {
+        if !self.unknown.is_empty() {
+            return Err(StartupError::UnknownPlugins(self.unknown));
+        }
         let registrations = self
             .registrations
             .unwrap_or_else(|| Registration::all().collect());

@@ -25,7 +25,8 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 /// # Ok(()) }
 /// ```
 ///
-/// Use [`RedisPool::get`] for `MULTI`/`WATCH` transactions and blocking commands such as
+/// `GET` is no exception: `redis.clone().get::<_, Option<String>>("key")` runs Redis' `GET`.
+/// Use [`RedisPool::checkout`] for `MULTI`/`WATCH` transactions and blocking commands such as
 /// `BLPOP`, which need a connection of their own.
 #[derive(Clone)]
 pub struct RedisPool {
@@ -48,8 +49,8 @@ impl RedisPool {
     ///
     /// The connection goes back to the pool when dropped. Commands on it are not retried: a
     /// transaction must see its own failures.
-    pub async fn get(&self) -> RedisResult<PooledConnection> {
-        self.backend.get().await
+    pub async fn checkout(&self) -> RedisResult<PooledConnection> {
+        self.backend.checkout().await
     }
 
     /// A snapshot of the pool's connection counts.
@@ -120,8 +121,8 @@ impl RedisCluster {
 
     /// A connection of its own to the cluster, for commands that block or must not share a
     /// socket with other tasks.
-    pub async fn get(&self) -> RedisResult<ClusterConnection> {
-        self.backend.get().await
+    pub async fn checkout(&self) -> RedisResult<ClusterConnection> {
+        self.backend.checkout().await
     }
 
     /// A handle to the master that currently owns `key`'s hash slot (`{hashtag}` rules apply),
@@ -196,7 +197,7 @@ impl ConnectionLike for PooledConnection {
     }
 }
 
-/// A connection of its own to a Redis Cluster, from [`RedisCluster::get`].
+/// A connection of its own to a Redis Cluster, from [`RedisCluster::checkout`].
 pub type ClusterConnection = PooledConnection;
 
 /// Connection counts of one pool at one instant.
@@ -231,7 +232,7 @@ pub trait PoolBackend: Send + Sync + 'static {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>>;
-    fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>>;
+    fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>>;
     fn status(&self) -> PoolStatus;
 }
 
@@ -246,6 +247,6 @@ pub trait ClusterBackend: Send + Sync + 'static {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>>;
-    fn get(&self) -> BoxFuture<'_, RedisResult<ClusterConnection>>;
+    fn checkout(&self) -> BoxFuture<'_, RedisResult<ClusterConnection>>;
     fn node_for_key<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, RedisResult<Option<RedisPool>>>;
 }

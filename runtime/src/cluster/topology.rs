@@ -510,9 +510,9 @@ impl PoolBackend for NodeBackend {
         })
     }
 
-    fn get(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
+    fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
         Box::pin(async move {
-            let result = self.engine.get().await;
+            let result = self.engine.checkout().await;
             self.note(&result);
             result
         })
