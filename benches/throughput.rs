@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::AsyncCommands;
 use redplug::prelude::*;
+use redplug_runtime::Pipeline;
 use redplug_runtime::Runtime;
-use redplug_runtime::pipeline::Pipeline;
 use redplug_testkit::RedisServer;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use redplug::prelude::*;
 use redplug::redis::AsyncCommands;
 use redplug_example_plugins::counter::key as counter_key;
+use redplug_runtime::Pipeline;
 use redplug_runtime::Runtime;
-use redplug_runtime::pipeline::Pipeline;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/counter.json");
 const IDS: [&str; 7] = ["alice", "bob", "alice", "carol", "alice", "bob", "alice"];

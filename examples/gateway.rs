@@ -17,9 +17,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use redis::AsyncCommands;
+use redplug_runtime::Pipeline;
+use redplug_runtime::PluginLayer;
 use redplug_runtime::Runtime;
-use redplug_runtime::layer::PluginLayer;
-use redplug_runtime::pipeline::Pipeline;
 use serde_json::json;
 use tokio::net::TcpListener;
 

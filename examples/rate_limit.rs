@@ -7,8 +7,8 @@
 
 use std::process::ExitCode;
 
+use redplug_runtime::Pipeline;
 use redplug_runtime::Runtime;
-use redplug_runtime::pipeline::Pipeline;
 use serde_json::json;
 
 mod support;

@@ -8,8 +8,8 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use redplug::duration::{GoDuration, parse_duration};
 use redplug_runtime::config;
-use redplug_runtime::duration::{GoDuration, parse_duration};
 use serde_json::{Map, Number, Value, json};
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise: about a second each in a debug

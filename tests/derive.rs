@@ -8,13 +8,11 @@ use std::any::TypeId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redplug::__private::NeedKind;
+use redplug::NeedKind;
+use redplug::host::{self, BuildContext, PoolBackend, Resolved};
 use redplug::prelude::*;
 use redplug::redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
-use redplug::{
-    BuildContext, BuildError, Need, PoolBackend, PoolStatus, PooledConnection, Registration,
-    Resolved,
-};
+use redplug::{BuildError, Need, PoolStatus, PooledConnection, Registration};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -197,7 +195,7 @@ fn missing_config_falls_back_to_default_when_the_type_has_one() {
 #[test]
 fn injects_the_resolved_pool_and_the_selectors() {
     let pool = stub_pool("cache");
-    let selectors = RedisSelectors::new([pool.clone()], []);
+    let selectors = host::selectors([pool.clone()], []);
     let mut context = BuildContext::new(
         Counter::NAME,
         Counter::NEEDS,
@@ -311,7 +309,7 @@ fn tuple_unit_aliased_and_raw_identifier_structs_build() {
 
     assert!(Aliased::NEEDS[0].optional);
     let pool = stub_pool("maybe");
-    let selectors = RedisSelectors::new([pool.clone()], []);
+    let selectors = host::selectors([pool.clone()], []);
     let mut context = BuildContext::new(
         Aliased::NAME,
         Aliased::NEEDS,
@@ -339,7 +337,7 @@ fn the_registration_builds_the_plugin_behind_a_pointer() {
         &selectors,
         None,
     );
-    let built = registration.build(&mut context).expect("counter builds");
+    let built = host::build(registration, &mut context).expect("counter builds");
     let counter = built.any.downcast::<Counter>().expect("a Counter");
     counter.hits.fetch_add(1, Ordering::Relaxed);
     assert_eq!(counter.hits.load(Ordering::Relaxed), 1);
@@ -365,7 +363,7 @@ fn build_rate_limiter(config: Option<serde_json::Value>) -> Result<RateLimiter, 
 }
 
 fn stub_pool(name: &str) -> RedisPool {
-    RedisPool::from_backend(Arc::new(StubPool {
+    host::pool(Arc::new(StubPool {
         name: name.to_owned(),
     }))
 }

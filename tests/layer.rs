@@ -6,9 +6,9 @@ use axum::body::Body;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use redplug::prelude::*;
+use redplug_runtime::Pipeline;
+use redplug_runtime::PluginLayer;
 use redplug_runtime::Runtime;
-use redplug_runtime::layer::PluginLayer;
-use redplug_runtime::pipeline::Pipeline;
 use tower::ServiceExt;
 
 /// Refuses requests that carry `x-deny`, with the status it chose.
@@ -138,9 +138,9 @@ mod over_http {
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioExecutor;
     use redplug::prelude::*;
+    use redplug_runtime::Pipeline;
+    use redplug_runtime::PluginLayer;
     use redplug_runtime::Runtime;
-    use redplug_runtime::layer::PluginLayer;
-    use redplug_runtime::pipeline::Pipeline;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redis::AsyncCommands;
 use redplug::prelude::*;
 use redplug::{NeedKind, Registration};
-use redplug_runtime::pipeline::Pipeline;
+use redplug_runtime::Pipeline;
 use redplug_runtime::{Runtime, StartupError};
 use redplug_testkit::RedisServer;
 use serde_json::{Value, json};

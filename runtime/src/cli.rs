@@ -88,10 +88,10 @@ use futures_util::StreamExt;
 
 use crate::config::text::{invisible_difference, shown};
 use crate::config::{self, Config, PLUGIN_NAMESPACE, RedisConfig};
-use crate::duration::{GoDuration, parse_duration};
 use crate::error::StartupError;
-use crate::registry;
 use crate::runtime::Runtime;
+use crate::{names, registry};
+use redplug::duration::{GoDuration, parse_duration};
 
 /// The version of the JSON documents this module writes.
 const JSON_VERSION: u32 = 1;
@@ -464,7 +464,7 @@ fn check_plugins(config: &Config, report: &mut CheckReport) {
                 configured_as: None,
             };
             if !check.resolved {
-                let missing = registry::unresolved_need(registration, need, &pools, &clusters);
+                let missing = names::unresolved_need(registration, need, &pools, &clusters);
                 check.did_you_mean.clone_from(&missing.did_you_mean);
                 check.configured_as = missing.other_kind.map(NeedKind::as_str);
                 if !need.optional {
@@ -499,8 +499,8 @@ fn check_plugins(config: &Config, report: &mut CheckReport) {
     let registered: Vec<&str> = registrations.iter().map(|r| r.name).collect();
     for name in config.plugins.keys() {
         if !registered.contains(&name.as_str()) {
-            let hint = registry::closest(name, &registered)
-                .map(|guess| format!("; did you mean `{}`?", shown(&guess)))
+            let hint = names::closest(name, &registered)
+                .map(|guess| format!("; did you mean `{}`?", shown(guess)))
                 .unwrap_or_default();
             report.warnings.push(format!(
                 "{} configures a plugin that is not registered in this binary, so it is \

@@ -6,7 +6,7 @@ use redplug::{BuildError, NeedKind, SourceLocation};
 
 use crate::config::ConfigErrors;
 use crate::config::text::{invisible_difference, shown};
-use crate::tls::TlsSetupError;
+use crate::net::tls::TlsSetupError;
 
 /// Why [`Runtime`](crate::Runtime) did not start. Every variant says which pool, cluster or
 /// plugin is at fault and what to change.
@@ -99,7 +99,7 @@ impl UnknownPlugin {
     pub(crate) fn new(name: &str, registered: &[&str]) -> Self {
         Self {
             name: name.to_owned(),
-            did_you_mean: crate::registry::closest(name, registered),
+            did_you_mean: crate::names::closest(name, registered).map(str::to_owned),
             registered: if registered.is_empty() {
                 "none (link the crates that hold them)".to_owned()
             } else {

@@ -9,10 +9,11 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use redplug::{DynMiddleware, Flow, PluginError, Request, Response};
+use redplug::host::DynMiddleware;
+use redplug::{Flow, PluginError, Request, Response};
 
 use crate::Runtime;
-pub use crate::error::UnknownPlugin;
+use crate::error::UnknownPlugin;
 
 /// An ordered list of plugins, resolved by name once. Requests run through `on_request` in
 /// order; responses run through `on_response` in reverse order, like layers of an onion.
@@ -104,7 +105,7 @@ fn reframe(len: usize, now: usize, headers: &mut HeaderMap) {
 /// The response for a failed hook: the error's status and a short body. The log line carries
 /// the whole error chain: at error level when the plugin failed (5xx), at debug level when it
 /// refused the client (4xx), which any client could otherwise use to flood the log.
-pub fn error_response(plugin: &str, hook: &str, error: &PluginError) -> Response {
+pub(crate) fn error_response(plugin: &str, hook: &str, error: &PluginError) -> Response {
     let status = error.status();
     let status = if status.is_client_error() || status.is_server_error() {
         status
@@ -120,7 +121,7 @@ pub fn error_response(plugin: &str, hook: &str, error: &PluginError) -> Response
 }
 
 /// The response for a hook that panicked: 500, and a log line naming the plugin and hook.
-pub fn panic_response(plugin: &str, hook: &str, panic: &(dyn Any + Send)) -> Response {
+pub(crate) fn panic_response(plugin: &str, hook: &str, panic: &(dyn Any + Send)) -> Response {
     let message = panic
         .downcast_ref::<&str>()
         .copied()

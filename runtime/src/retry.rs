@@ -11,7 +11,7 @@ use crate::config::RetryConfig;
 
 /// How often and how patiently a handle retries a failed command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt (go-redis' `MaxRetries`; 3 allows 4 attempts).
     pub max_retries: u32,
     /// The shortest wait before a retry.
@@ -33,14 +33,14 @@ impl From<RetryConfig> for RetryPolicy {
 impl RetryPolicy {
     /// The wait before retry number `retry` (1 for the first retry), as go-redis computes it:
     /// `min + random[0, min * 2^retry)`, never above `max`.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         self.backoff_with(retry, &mut rand::rng())
     }
 
     /// The wait before the next attempt after `done` retries out of `budget`, or `None` when
     /// the budget is spent or the failure is not `retryable`: the one place both pools and
     /// clusters decide whether to try again.
-    pub fn next_wait(&self, done: u32, budget: u32, retryable: bool) -> Option<Duration> {
+    pub(crate) fn next_wait(&self, done: u32, budget: u32, retryable: bool) -> Option<Duration> {
         (retryable && done < budget).then(|| self.backoff(done + 1))
     }
 
@@ -64,7 +64,7 @@ impl RetryPolicy {
 
 /// Whether a failed command is worth retrying, following go-redis: connection drops, network
 /// errors other than timeouts, and the server replies that mean "not now" rather than "no".
-pub fn is_retryable(error: &RedisError) -> bool {
+pub(crate) fn is_retryable(error: &RedisError) -> bool {
     match error.kind() {
         ErrorKind::Io => !error.is_timeout(),
         ErrorKind::Server(kind) => match kind {
@@ -82,12 +82,12 @@ pub fn is_retryable(error: &RedisError) -> bool {
 }
 
 /// The server refused a new connection because `maxclients` is reached.
-pub fn is_max_clients(error: &RedisError) -> bool {
+pub(crate) fn is_max_clients(error: &RedisError) -> bool {
     error.to_string().contains("max number of clients reached")
 }
 
 /// Whether the connection a command failed on must be replaced before the next attempt.
-pub fn breaks_connection(error: &RedisError) -> bool {
+pub(crate) fn breaks_connection(error: &RedisError) -> bool {
     error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 

@@ -3,17 +3,19 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use redplug::{DynMiddleware, NeedKind, Plugin, PoolStatus, RedisSelectors, Registration};
+use redplug::host::{self, DynMiddleware, PoolBackend};
+use redplug::{NeedKind, Plugin, PoolStatus, RedisSelectors, Registration};
 use tokio::task::JoinHandle;
 
 use crate::cluster::ClusterEngine;
 use crate::config::{self, Config, PoolConfig};
-use crate::connect::Connector;
 use crate::error::{StartupError, UnknownPlugin};
-use crate::maintenance::{self, Limits};
+use crate::net::dial::Connector;
+use crate::net::tls;
 use crate::pool::PoolEngine;
+use crate::pool::maintenance::{self, Limits};
 use crate::registry::{self, PluginEntry, Plugins};
-use crate::tls;
+use crate::{failure, names};
 
 /// The running redplug host: every configured pool and cluster, and every registered plugin
 /// built with its connections. Cheap to clone; clones share everything.
@@ -174,7 +176,7 @@ impl Runtime {
             }
         };
 
-        let selectors = RedisSelectors::new(
+        let selectors = host::selectors(
             pools.iter().map(PoolEngine::handle),
             clusters.iter().map(ClusterEngine::handle),
         );
@@ -242,7 +244,6 @@ impl Runtime {
 
     /// Connection counts of every pool.
     pub fn pool_status(&self) -> Vec<PoolStatus> {
-        use redplug::PoolBackend;
         self.inner.pools.iter().map(|p| p.status()).collect()
     }
 
@@ -276,28 +277,11 @@ fn check_names(
     registrations: &[&'static Registration],
     config: &Config,
 ) -> Result<(), StartupError> {
-    let pools = config.redis.pool_names();
-    let clusters = config.redis.cluster_names();
-    let missing: Vec<_> = registrations
-        .iter()
-        .flat_map(|registration| {
-            registration
-                .needs
-                .iter()
-                .map(move |need| (registration, need))
-        })
-        .filter(|(_, need)| !need.optional)
-        .filter(|(_, need)| {
-            let names = match need.kind {
-                NeedKind::Pool => &pools,
-                NeedKind::Cluster => &clusters,
-            };
-            !names.contains(&need.name)
-        })
-        .map(|(registration, need)| {
-            registry::unresolved_need(registration, need, &pools, &clusters)
-        })
-        .collect();
+    let missing = names::unresolved(
+        registrations,
+        &config.redis.pool_names(),
+        &config.redis.cluster_names(),
+    );
     if missing.is_empty() {
         Ok(())
     } else {
@@ -306,19 +290,13 @@ fn check_names(
 }
 
 fn build_pool(config: &PoolConfig) -> Result<Arc<PoolEngine>, StartupError> {
-    let owner: Arc<str> = Arc::from(format!("pool `{}`", config.name));
-    let tls = match &config.options.tls {
-        Some(settings) => Some(tokio_rustls::TlsConnector::from(
-            tls::client_config(settings).map_err(|source| StartupError::Tls {
-                kind: NeedKind::Pool,
-                name: config.name.clone(),
-                source,
-            })?,
-        )),
-        None => None,
-    };
+    let tls = tls::connector(config.options.tls.as_ref()).map_err(|source| StartupError::Tls {
+        kind: NeedKind::Pool,
+        name: config.name.clone(),
+        source,
+    })?;
     let connector = Connector::new(
-        owner,
+        failure::pool(&config.name).into(),
         config.address.clone(),
         config.db,
         &config.options,

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::config::TelemetryConfig;
 
 /// Per-pool telemetry settings, decided once at startup.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     owner: Arc<str>,
     traces: bool,
     metrics: bool,
@@ -24,7 +24,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Telemetry for the pool or cluster called `owner`.
-    pub fn new(owner: Arc<str>, config: &TelemetryConfig) -> Self {
+    pub(crate) fn new(owner: Arc<str>, config: &TelemetryConfig) -> Self {
         let attributes = config
             .traces_static_attributes
             .iter()
@@ -39,11 +39,6 @@ impl Telemetry {
         }
     }
 
-    /// Whether commands get spans.
-    pub fn traces(&self) -> bool {
-        self.traces
-    }
-
     /// Boxes the future that `run` makes for one command, in a `redis.command` span unless
     /// traces are disabled or nobody listens.
     ///
@@ -51,7 +46,7 @@ impl Telemetry {
     /// and one passed by value is copied on its way into the box, twice per command as
     /// measured. Built by [`boxed_in_place`], it is written straight into its allocation.
     #[inline(always)]
-    pub fn command<'a, T, F>(&self, cmd: &Cmd, run: impl FnOnce() -> F) -> RedisFuture<'a, T>
+    pub(crate) fn command<'a, T, F>(&self, cmd: &Cmd, run: impl FnOnce() -> F) -> RedisFuture<'a, T>
     where
         F: Future<Output = RedisResult<T>> + Send + 'a,
     {
@@ -71,7 +66,7 @@ impl Telemetry {
     /// Boxes the future that `run` makes for a pipeline, in a `redis.pipeline` span unless
     /// traces are disabled or nobody listens. See [`Telemetry::command`].
     #[inline(always)]
-    pub fn pipeline<'a, T, F>(
+    pub(crate) fn pipeline<'a, T, F>(
         &self,
         pipeline: &Pipeline,
         run: impl FnOnce() -> F,
@@ -93,7 +88,7 @@ impl Telemetry {
     }
 
     /// Publishes a pool's connection counts as gauges unless metrics are disabled.
-    pub fn record_status(&self, status: &PoolStatus) {
+    pub(crate) fn record_status(&self, status: &PoolStatus) {
         if !self.metrics {
             return;
         }

@@ -4,6 +4,8 @@
 //! `valid` checks the rules, `expand` generates code. Errors from every stage are collected
 //! (`errors`) and reported together, next to a best-effort impl.
 
+#![forbid(unsafe_code)]
+
 mod ast;
 mod attr;
 mod errors;

@@ -34,9 +34,8 @@ pub struct RedisPool {
 }
 
 impl RedisPool {
-    /// Wraps a backend built by the runtime. Not for plugin code.
-    #[doc(hidden)]
-    pub fn from_backend(backend: Arc<dyn PoolBackend>) -> Self {
+    /// Wraps a backend built by the host (see [`crate::host::pool`]).
+    pub(crate) fn from_backend(backend: Arc<dyn PoolBackend>) -> Self {
         Self { backend }
     }
 
@@ -108,9 +107,8 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Wraps a backend built by the runtime. Not for plugin code.
-    #[doc(hidden)]
-    pub fn from_backend(backend: Arc<dyn ClusterBackend>) -> Self {
+    /// Wraps a backend built by the host (see [`crate::host::cluster`]).
+    pub(crate) fn from_backend(backend: Arc<dyn ClusterBackend>) -> Self {
         Self { backend }
     }
 
@@ -165,9 +163,8 @@ pub struct PooledConnection {
 }
 
 impl PooledConnection {
-    /// Wraps a checked-out connection. Not for plugin code.
-    #[doc(hidden)]
-    pub fn new(inner: Box<dyn ConnectionLike + Send + Sync>) -> Self {
+    /// Wraps a checked-out connection (see [`crate::host::connection`]).
+    pub(crate) fn new(inner: Box<dyn ConnectionLike + Send + Sync>) -> Self {
         Self { inner }
     }
 }
@@ -217,36 +214,45 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-/// What the runtime implements behind a [`RedisPool`]. Not for plugin code.
-#[doc(hidden)]
+/// What a host implements behind a [`RedisPool`] (see [`crate::host`]).
 pub trait PoolBackend: Send + Sync + 'static {
+    /// The pool's configured name.
     fn name(&self) -> &str;
+    /// The database the pool's connections select.
     fn db(&self) -> i64;
     /// One command with the pool's retry policy.
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value>;
     /// One command, never retried.
     fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value>;
+    /// The commands of `pipeline`, returning `count` replies after skipping `offset`, as
+    /// [`ConnectionLike::req_packed_commands`] does.
     fn send_pipeline<'a>(
         &'a self,
         pipeline: &'a Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>>;
+    /// A connection for one caller's exclusive use.
     fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>>;
+    /// The pool's connection counts now.
     fn status(&self) -> PoolStatus;
 }
 
-/// What the runtime implements behind a [`RedisCluster`]. Not for plugin code.
-#[doc(hidden)]
+/// What a host implements behind a [`RedisCluster`] (see [`crate::host`]).
 pub trait ClusterBackend: Send + Sync + 'static {
+    /// The cluster's configured name.
     fn name(&self) -> &str;
+    /// One command, routed by hash slot, with the cluster's retry policy.
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value>;
+    /// The commands of `pipeline`, as [`ConnectionLike::req_packed_commands`] does.
     fn send_pipeline<'a>(
         &'a self,
         pipeline: &'a Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>>;
+    /// A cluster connection for one caller's exclusive use.
     fn checkout(&self) -> BoxFuture<'_, RedisResult<ClusterConnection>>;
+    /// A pool handle to the master serving `key`'s slot, if any does.
     fn node_for_key<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, RedisResult<Option<RedisPool>>>;
 }

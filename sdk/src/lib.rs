@@ -42,16 +42,24 @@
 //! every unresolved name and a suggestion; an `Option` field gets `None` and a warning instead.
 //! The plugin's name is `#[plugin(name = "...")]`, or the type's name in snake_case.
 //!
+//! ## Durations in a plugin's config
+//!
+//! KrakenD writes every duration as a Go duration string (`"5s"`, `"1h30m"`); a plugin's own
+//! config can too, with a [`duration::GoDuration`] field.
+//!
 //! ## Plugins in other crates
 //!
 //! Plugins register themselves through `inventory` when their crate is linked. A crate the
 //! binary never mentions is not linked, and its plugins would silently be missing; name such
 //! crates once in the binary with [`link!`]: `redplug::link!(my_plugins, more_plugins);`.
 
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
+pub mod duration;
 mod error;
 mod handle;
+pub mod host;
 mod middleware;
 mod registry;
 mod selectors;
@@ -63,14 +71,8 @@ pub mod __private;
 pub use redis;
 
 pub use error::{BuildError, PluginError};
-#[doc(hidden)]
-pub use handle::{ClusterBackend, PoolBackend};
 pub use handle::{ClusterConnection, PoolStatus, PooledConnection, RedisCluster, RedisPool};
-#[doc(hidden)]
-pub use middleware::DynMiddleware;
 pub use middleware::{Flow, Middleware, Request, Response};
-#[doc(hidden)]
-pub use registry::{BuildContext, BuiltPlugin, Resolved};
 pub use registry::{Need, NeedKind, Plugin, Registration, SourceLocation};
 pub use selectors::RedisSelectors;
 

@@ -83,14 +83,15 @@ impl<T, F: Fn() -> T + Unpin> Future for Now<F> {
     }
 }
 
-/// [`Middleware`] behind a pointer, so the runtime can keep plugins of different types in one
-/// list. Implemented for every `Middleware`; not for plugin code.
-#[doc(hidden)]
+/// [`Middleware`] behind a pointer, so a host can keep plugins of different types in one list
+/// (see [`crate::host`]). Implemented for every `Middleware`.
 pub trait DynMiddleware: Send + Sync + 'static {
+    /// [`Middleware::on_request`], boxed.
     fn on_request<'a>(
         &'a self,
         request: &'a mut Request,
     ) -> BoxFuture<'a, Result<Flow, PluginError>>;
+    /// [`Middleware::on_response`], boxed.
     fn on_response<'a>(
         &'a self,
         response: &'a mut Response,

@@ -3,9 +3,7 @@
 //! The field traits carry `#[diagnostic::on_unimplemented]` so that a field of the wrong type
 //! gets our message, pointing at the field's type, instead of a bare trait-bound error.
 
-pub use core;
 pub use inventory;
-pub use serde;
 
 pub use crate::registry::{BuildContext, Need, NeedKind, Registration, SourceLocation};
 

@@ -114,9 +114,8 @@ impl Registration {
         }
     }
 
-    /// Builds the plugin. Not for plugin code.
-    #[doc(hidden)]
-    pub fn build(&self, context: &mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError> {
+    /// Builds the plugin (see [`crate::host::build`]).
+    pub(crate) fn build(&self, context: &mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError> {
         (self.build)(context)
     }
 
@@ -152,27 +151,28 @@ fn build_erased<T: Plugin>(context: &mut BuildContext<'_>) -> Result<BuiltPlugin
     })
 }
 
-/// A built plugin, kept by the runtime both as its concrete type (for `Runtime::get::<T>()`)
-/// and as middleware (for the pipeline). Not for plugin code.
-#[doc(hidden)]
+/// A built plugin, kept by a host both as its concrete type (for typed lookups such as
+/// `Runtime::get::<T>()`) and as middleware (to run it). See [`crate::host`].
 #[derive(Clone)]
 pub struct BuiltPlugin {
+    /// The plugin as its own type.
     pub any: Arc<dyn Any + Send + Sync>,
+    /// The plugin's hooks.
     pub middleware: Arc<dyn DynMiddleware>,
 }
 
-/// A need after the runtime looked it up: the handle, or `None` when the name is not
-/// configured (only possible for optional needs).
-#[doc(hidden)]
+/// A need after the host looked it up: the handle, or `None` when the name is not configured
+/// (only possible for optional needs). See [`crate::host`].
 #[derive(Clone, Debug)]
 pub enum Resolved {
+    /// For a `#[redis_pool("...")]` field.
     Pool(Option<RedisPool>),
+    /// For a `#[redis_cluster("...")]` field.
     Cluster(Option<RedisCluster>),
 }
 
-/// Everything a plugin's constructor may take, prepared by the runtime. Generated code calls
-/// its methods with the index of the need in [`Plugin::NEEDS`]. Not for plugin code.
-#[doc(hidden)]
+/// Everything a plugin's constructor may take, prepared by the host (see [`crate::host`]).
+/// Generated code calls its methods with the index of the need in [`Plugin::NEEDS`].
 pub struct BuildContext<'a> {
     plugin: &'static str,
     needs: &'static [Need],

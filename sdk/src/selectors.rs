@@ -27,9 +27,8 @@ struct Connections {
 }
 
 impl RedisSelectors {
-    /// Builds the lookup table. Not for plugin code: the runtime does this once.
-    #[doc(hidden)]
-    pub fn new(
+    /// Builds the lookup table (see [`crate::host::selectors`]).
+    pub(crate) fn new(
         pools: impl IntoIterator<Item = RedisPool>,
         clusters: impl IntoIterator<Item = RedisCluster>,
     ) -> Self {

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http::header::RETRY_AFTER;
+use redplug::duration::parse_duration;
 use redplug::prelude::*;
 use redplug::redis;
-use redplug_runtime::duration::parse_duration;
 use serde::{Deserialize, Deserializer};
 
 /// Allows each client `limit` requests per `window` and answers the rest with

@@ -3,7 +3,7 @@
 use redplug::redis::AsyncCommands;
 use redplug::{Request, Response};
 use redplug_example_plugins::counter;
-use redplug_runtime::pipeline::Pipeline;
+use redplug_runtime::Pipeline;
 use redplug_runtime::{Runtime, StartupError};
 use redplug_testkit::RedisServer;
 use serde_json::{Value, json};

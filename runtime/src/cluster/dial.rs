@@ -24,7 +24,7 @@ use redis::{
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Address, ConnectionOptions};
-use crate::connect::{Connection, Connector};
+use crate::net::dial::{Connection, Connector};
 use crate::retry::io_error;
 
 /// Everything needed to open a connection to any node of one cluster.
@@ -108,20 +108,20 @@ impl Dial {
     }
 }
 
-/// Registered dials by token. Entries are weak: a dial lives as long as its [`Registration`].
+/// Registered dials by token. Entries are weak: a dial lives as long as its [`RegisteredDial`].
 static DIALS: Mutex<BTreeMap<i64, Weak<Dial>>> = Mutex::new(BTreeMap::new());
 
 /// Tokens start far above any real database number so that one can never pass for the other.
 static NEXT_TOKEN: AtomicI64 = AtomicI64::new(1 << 40);
 
-/// Keeps a [`Dial`] reachable for redis-rs under [`Registration::token`]; unregisters on drop,
+/// Keeps a [`Dial`] reachable for redis-rs under [`RegisteredDial::token`]; unregisters on drop,
 /// after which redis-rs can no longer open connections for that cluster.
-pub(crate) struct Registration {
+pub(crate) struct RegisteredDial {
     token: i64,
     dial: Arc<Dial>,
 }
 
-impl Registration {
+impl RegisteredDial {
     pub(crate) fn new(dial: Dial) -> Self {
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         let dial = Arc::new(dial);
@@ -139,7 +139,7 @@ impl Registration {
     }
 }
 
-impl Drop for Registration {
+impl Drop for RegisteredDial {
     fn drop(&mut self) {
         dials().remove(&self.token);
     }

@@ -24,25 +24,26 @@ use futures_util::future::BoxFuture;
 use redis::{
     Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
-use redplug::{PoolBackend, PoolStatus, PooledConnection, RedisPool};
+use redplug::host::PoolBackend;
+use redplug::{PoolStatus, PooledConnection, RedisPool};
 use tokio::task::JoinHandle;
 
 use super::dial::Dial;
 use crate::config::{Address, ConnectionOptions, PoolConfig};
-use crate::maintenance::{self, Limits};
+use crate::pool::maintenance::{self, Limits};
 use crate::pool::{PoolEngine, RESPONSE_TIMEOUT};
 use crate::retry::io_error;
 
 /// Slots in a Redis Cluster.
-pub const SLOTS: u16 = 16_384;
+pub(crate) const SLOTS: u16 = 16_384;
 
 /// How long a slot map is trusted without any sign of change before it is fetched again in
 /// passing (go-redis reloads its cluster state after the same 10 s).
-pub const MAX_AGE: Duration = Duration::from_secs(10);
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(10);
 
 /// The hash slot of `key`: CRC16 (XMODEM) of the key, or of the part between the first `{` and
 /// the next `}` when that part is not empty, modulo 16384.
-pub fn slot_for_key(key: &[u8]) -> u16 {
+pub(crate) fn slot_for_key(key: &[u8]) -> u16 {
     let hashed = key
         .iter()
         .position(|&b| b == b'{')
@@ -373,7 +374,7 @@ impl Topology {
                 )
             })?;
         let maintenance = maintenance::spawn(&engine, Limits::new(&self.options));
-        let handle = RedisPool::from_backend(Arc::new(NodeBackend {
+        let handle = redplug::host::pool(Arc::new(NodeBackend {
             engine: engine.clone(),
             stale: self.stale.clone(),
         }));

@@ -11,10 +11,10 @@
 use std::borrow::Cow;
 
 /// The most values (objects, arrays, strings, numbers, ...) all of our sections may hold.
-pub const MAX_VALUES: usize = 250_000;
+pub(super) const MAX_VALUES: usize = 250_000;
 
 /// The deepest nesting of objects and arrays a section may have.
-pub const MAX_DEPTH: usize = 128;
+pub(super) const MAX_DEPTH: usize = 128;
 
 /// One JSON value and the byte offset in the file where it starts.
 #[derive(Clone, Debug, PartialEq)]

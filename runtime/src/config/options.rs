@@ -52,7 +52,7 @@ pub(super) enum Field<'a, T> {
 
 impl<'a, T: Copy> Field<'a, T> {
     /// Reads `key` with `read`, which reports its own errors.
-    pub fn read(
+    pub(super) fn read(
         obj: &Object<'a>,
         key: &str,
         p: &mut Problems,
@@ -68,7 +68,7 @@ impl<'a, T: Copy> Field<'a, T> {
     }
 
     /// The value read, or `default` when the key is absent or invalid.
-    pub fn or(&self, default: T) -> T {
+    pub(super) fn or(&self, default: T) -> T {
         match self {
             Field::Set(_, value) => *value,
             _ => default,
@@ -77,7 +77,7 @@ impl<'a, T: Copy> Field<'a, T> {
 
     /// The value to compare with other keys: `None` when it was invalid, so a mistake is
     /// reported once rather than again by every check that involves it.
-    pub fn checked(&self, default: T) -> Option<T> {
+    pub(super) fn checked(&self, default: T) -> Option<T> {
         match self {
             Field::Invalid => None,
             _ => Some(self.or(default)),
@@ -194,7 +194,7 @@ fn read_timeout<'a>(
             None => {
                 p.add(n.invalid(format!(
                     "is negative; write a positive duration such as \"{}\" (the default)",
-                    crate::duration::GoDuration::from_std(default).unwrap_or_default()
+                    redplug::duration::GoDuration::from_std(default).unwrap_or_default()
                 )));
                 None
             }
@@ -261,7 +261,7 @@ fn check_backoffs(
     if lo <= hi {
         return;
     }
-    let show = |d: Duration| crate::duration::GoDuration::from_std(d).unwrap_or_default();
+    let show = |d: Duration| redplug::duration::GoDuration::from_std(d).unwrap_or_default();
     let how = "every retry waits between the two, so lower min_retry_backoff or raise \
                max_retry_backoff";
     if let Field::Set(node, _) = min {

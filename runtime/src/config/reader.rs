@@ -9,7 +9,7 @@ use super::ConfigError;
 use super::json::{Entry, Json, Value};
 use super::model::Secret;
 use super::text::shown;
-use crate::duration::{GoDuration, parse_duration};
+use redplug::duration::{GoDuration, parse_duration};
 
 /// The problems found so far, in file order.
 #[derive(Default)]
@@ -18,7 +18,7 @@ pub(super) struct Problems(Vec<ConfigError>);
 impl Problems {
     /// Records one problem. Whatever in it came from the file is escaped once more here, so
     /// that no message can carry a control or invisible character to a terminal or a log.
-    pub fn add(&mut self, mut error: ConfigError) {
+    pub(super) fn add(&mut self, mut error: ConfigError) {
         for text in [&mut error.path, &mut error.message] {
             if let std::borrow::Cow::Owned(escaped) = shown(text) {
                 *text = escaped;
@@ -33,7 +33,7 @@ impl Problems {
     }
 
     /// The problems found, in the order they were found.
-    pub fn into_vec(self) -> Vec<ConfigError> {
+    pub(super) fn into_vec(self) -> Vec<ConfigError> {
         self.0
     }
 }
@@ -53,7 +53,7 @@ pub(super) struct Keys {
 
 impl Keys {
     /// An object whose other keys belong to someone else.
-    pub const ANY: Keys = Keys {
+    pub(super) const ANY: Keys = Keys {
         known: &[],
         misplaced: &[],
         open: true,
@@ -80,7 +80,7 @@ pub(super) struct IntRange {
 
 impl IntRange {
     /// Counts of things (the db index, retries): zero or more.
-    pub const COUNT: IntRange = IntRange {
+    pub(super) const COUNT: IntRange = IntRange {
         min: 0,
         max: i32::MAX as i64,
         below: "is negative; this key takes 0 or more",
@@ -88,7 +88,7 @@ impl IntRange {
     };
 
     /// Counts of connections: zero or more, and no more than one pool may hold.
-    pub const CONNECTIONS: IntRange = IntRange {
+    pub(super) const CONNECTIONS: IntRange = IntRange {
         min: 0,
         max: MAX_POOL_CONNECTIONS as i64,
         below: "is negative; this key takes 0 or more",
@@ -98,7 +98,7 @@ impl IntRange {
 }
 
 /// The most connections one pool or cluster may be configured to hold.
-pub const MAX_POOL_CONNECTIONS: usize = 10_000;
+pub(super) const MAX_POOL_CONNECTIONS: usize = 10_000;
 
 /// `.key`, or `["key"]` for a key that is not a plain identifier (escaped, so that nothing in
 /// it can act on a terminal).
@@ -129,7 +129,7 @@ pub(super) struct Node<'a> {
 
 impl<'a> Node<'a> {
     /// A section of the file: `value` at `path`.
-    pub fn new(value: &'a Json<'a>, path: impl Into<String>) -> Self {
+    pub(super) fn new(value: &'a Json<'a>, path: impl Into<String>) -> Self {
         Self {
             value,
             path: path.into(),
@@ -137,27 +137,27 @@ impl<'a> Node<'a> {
     }
 
     /// The value in the tree.
-    pub fn json(&self) -> &'a Json<'a> {
+    pub(super) fn json(&self) -> &'a Json<'a> {
         self.value
     }
 
     /// Whether the value is a string.
-    pub fn is_string(&self) -> bool {
+    pub(super) fn is_string(&self) -> bool {
         matches!(self.value.value, Value::String(_))
     }
 
     /// The kind of value ("a string", "an object", ...) for messages.
-    pub fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         kind(&self.value.value)
     }
 
     /// The JSON path, such as `extra_config.redis.clusters[0].addresses[2]`.
-    pub fn path(&self) -> &str {
+    pub(super) fn path(&self) -> &str {
         &self.path
     }
 
     /// The path of `key` inside this object.
-    pub fn key_path(&self, key: &str) -> String {
+    pub(super) fn key_path(&self, key: &str) -> String {
         let segment = key_segment(key);
         match segment.strip_prefix('.') {
             Some(plain) if self.path.is_empty() => plain.to_owned(),
@@ -170,7 +170,7 @@ impl<'a> Node<'a> {
     }
 
     /// An error about this value; the message continues a sentence that starts with the value.
-    pub fn invalid(&self, message: impl Into<String>) -> ConfigError {
+    pub(super) fn invalid(&self, message: impl Into<String>) -> ConfigError {
         ConfigError {
             path: self.path.clone(),
             message: message.into(),
@@ -180,7 +180,7 @@ impl<'a> Node<'a> {
 
     /// An error about this value showing `shown` in its place (a value with parts that must
     /// not be echoed, such as an address with a password in it).
-    pub fn invalid_as(&self, shown: String, message: impl Into<String>) -> ConfigError {
+    pub(super) fn invalid_as(&self, shown: String, message: impl Into<String>) -> ConfigError {
         ConfigError {
             path: self.path.clone(),
             message: message.into(),
@@ -189,7 +189,7 @@ impl<'a> Node<'a> {
     }
 
     /// An error about this key that does not show its value.
-    pub fn problem(&self, message: impl Into<String>) -> ConfigError {
+    pub(super) fn problem(&self, message: impl Into<String>) -> ConfigError {
         ConfigError {
             path: self.path.clone(),
             message: message.into(),
@@ -210,7 +210,7 @@ impl<'a> Node<'a> {
     }
 
     /// Reads an object, reporting every key that `keys` does not accept.
-    pub fn object(&self, p: &mut Problems, keys: &Keys) -> Option<Object<'a>> {
+    pub(super) fn object(&self, p: &mut Problems, keys: &Keys) -> Option<Object<'a>> {
         let Value::Object(entries) = &self.value.value else {
             self.wrong_type(p, "an object");
             return None;
@@ -235,7 +235,7 @@ impl<'a> Node<'a> {
     }
 
     /// Reads an array, returning its items with their paths.
-    pub fn array(&self, p: &mut Problems) -> Option<Vec<Node<'a>>> {
+    pub(super) fn array(&self, p: &mut Problems) -> Option<Vec<Node<'a>>> {
         let Value::Array(items) = &self.value.value else {
             self.wrong_type(p, "an array");
             return None;
@@ -249,7 +249,7 @@ impl<'a> Node<'a> {
     }
 
     /// Reads a string.
-    pub fn string(&self, p: &mut Problems) -> Option<&'a str> {
+    pub(super) fn string(&self, p: &mut Problems) -> Option<&'a str> {
         match &self.value.value {
             Value::String(s) => Some(s),
             _ => {
@@ -260,7 +260,7 @@ impl<'a> Node<'a> {
     }
 
     /// Reads a credential. Whatever is wrong with it, its value never reaches the error.
-    pub fn secret(&self, p: &mut Problems) -> Option<Secret> {
+    pub(super) fn secret(&self, p: &mut Problems) -> Option<Secret> {
         if let Value::String(s) = &self.value.value {
             return Some(Secret::new(s.as_ref()));
         }
@@ -272,7 +272,7 @@ impl<'a> Node<'a> {
     }
 
     /// Reads `true` or `false`.
-    pub fn boolean(&self, p: &mut Problems) -> Option<bool> {
+    pub(super) fn boolean(&self, p: &mut Problems) -> Option<bool> {
         match &self.value.value {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s == "true" || s == "false" => {
@@ -290,7 +290,7 @@ impl<'a> Node<'a> {
 
     /// Reads an integer written as a JSON integer (no fraction, no exponent) within `range`.
     /// `-0` is zero.
-    pub fn integer(&self, p: &mut Problems, range: IntRange) -> Option<i64> {
+    pub(super) fn integer(&self, p: &mut Problems, range: IntRange) -> Option<i64> {
         let text = match &self.value.value {
             Value::Number(text) => *text,
             Value::String(s) if s.trim().parse::<i64>().is_ok() => {
@@ -341,7 +341,7 @@ impl<'a> Node<'a> {
     }
 
     /// Reads a Go duration string such as `"5s"` or `"1h30m"`.
-    pub fn duration(&self, p: &mut Problems) -> Option<GoDuration> {
+    pub(super) fn duration(&self, p: &mut Problems) -> Option<GoDuration> {
         let s = match &self.value.value {
             Value::String(s) => s,
             Value::Number(_) => {
@@ -375,13 +375,13 @@ pub(super) struct Object<'a> {
 impl<'a> Object<'a> {
     /// The value of `key`, if present (the last one if the key is repeated; a repeat is
     /// reported on its own).
-    pub fn get(&self, key: &str) -> Option<Node<'a>> {
+    pub(super) fn get(&self, key: &str) -> Option<Node<'a>> {
         let entry = self.entries.iter().rev().find(|entry| entry.key == key)?;
         Some(self.node.at(self.node.key_path(key), &entry.value))
     }
 
     /// The value of a key that must be present; `how` tells the user what to write.
-    pub fn required(&self, key: &str, p: &mut Problems, how: &str) -> Option<Node<'a>> {
+    pub(super) fn required(&self, key: &str, p: &mut Problems, how: &str) -> Option<Node<'a>> {
         let node = self.get(key);
         if node.is_none() {
             let path = self.node.key_path(key);
@@ -395,7 +395,7 @@ impl<'a> Object<'a> {
     }
 
     /// Every entry with its path, in file order.
-    pub fn entries(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + '_ {
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + '_ {
         self.entries.iter().map(|entry| {
             let path = self.node.key_path(&entry.key);
             (&*entry.key, self.node.at(path, &entry.value))
@@ -413,7 +413,7 @@ fn unknown_key_message(key: &str, keys: &Keys) -> String {
     } else {
         ""
     };
-    match did_you_mean(key, keys.known) {
+    match crate::names::closest(key, keys.known) {
         Some(known) => format!("unknown key; did you mean `{known}`?{comment}"),
         None => format!(
             "unknown key; the keys allowed here are {}{comment}",
@@ -424,27 +424,6 @@ fn unknown_key_message(key: &str, keys: &Keys) -> String {
                 .join(", ")
         ),
     }
-}
-
-/// The known key closest to a misspelt one, if any is close enough to be a likely typo, or the
-/// one known key that has it as a word (`key` for `private_key`).
-pub(super) fn did_you_mean<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    let lower = key.to_ascii_lowercase();
-    let typo = known
-        .iter()
-        .map(|k| (strsim::normalized_damerau_levenshtein(&lower, k), *k))
-        .filter(|(score, _)| *score >= 0.7)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k);
-    typo.or_else(|| {
-        let mut holders = known
-            .iter()
-            .filter(|k| k.split('_').any(|word| word == lower));
-        match (holders.next(), holders.next()) {
-            (Some(only), None) => Some(*only),
-            _ => None,
-        }
-    })
 }
 
 /// "a string", "an object", ... for messages.
@@ -514,19 +493,6 @@ mod tests {
             extra.key_path("evil\u{1b}[2J\u{202e}"),
             "extra_config[\"evil\\u001b[2J\\u{202e}\"]"
         );
-    }
-
-    #[test]
-    fn did_you_mean_finds_typos_but_not_strangers() {
-        let known = ["name", "dial_timeout", "pool_timeout", "password"];
-        assert_eq!(did_you_mean("dial_timout", &known), Some("dial_timeout"));
-        assert_eq!(did_you_mean("pasword", &known), Some("password"));
-        assert_eq!(did_you_mean("Name", &known), Some("name"));
-        assert_eq!(did_you_mean("pool_timeuot", &known), Some("pool_timeout"));
-        assert_eq!(did_you_mean("sentinel", &known), None);
-        assert_eq!(did_you_mean("dial", &known), Some("dial_timeout"));
-        // Two keys end in `timeout`: no guess.
-        assert_eq!(did_you_mean("timeout", &known), None);
     }
 
     #[test]

@@ -97,7 +97,7 @@ const REDIRECTS: IntRange = IntRange {
 
 /// The most connections all pools and clusters together may be configured to hold: each one
 /// costs a socket, and its pool reserves room for it up front.
-pub const MAX_TOTAL_CONNECTIONS: usize = 100_000;
+pub(super) const MAX_TOTAL_CONNECTIONS: usize = 100_000;
 
 const DEFAULT_MAX_REDIRECTS: u32 = 3;
 

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 /// `text` with every control, bidirectional-formatting and invisible character written as a
 /// `\u{...}` escape; borrowed when there is none.
-pub fn shown(text: &str) -> Cow<'_, str> {
+pub(crate) fn shown(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
@@ -30,7 +30,7 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// Characters that change the direction text is displayed in (Unicode's `Bidi_Control`).
-pub fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
         '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
@@ -39,7 +39,7 @@ pub fn is_bidi_control(c: char) -> bool {
 
 /// Characters that print as nothing (or as a blank that is not a space): format characters
 /// and fillers that a reader cannot see.
-pub fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00ad}'
@@ -63,14 +63,14 @@ pub fn is_invisible(c: char) -> bool {
 
 /// The first control or bidirectional-formatting character of `text`, with its position, for
 /// refusing it in a name.
-pub fn first_unprintable(text: &str) -> Option<(usize, char)> {
+pub(crate) fn first_unprintable(text: &str) -> Option<(usize, char)> {
     text.chars()
         .enumerate()
         .find(|(_, c)| c.is_control() || is_bidi_control(*c))
 }
 
 /// `U+200B ZERO WIDTH SPACE`, or just the code point for characters without a common name.
-pub fn describe_char(c: char) -> String {
+pub(crate) fn describe_char(c: char) -> String {
     let name = match c {
         '\u{00ad}' => "SOFT HYPHEN",
         '\u{034f}' => "COMBINING GRAPHEME JOINER",
@@ -104,7 +104,7 @@ pub fn describe_char(c: char) -> String {
 
 /// When `asked` and `found` differ only in invisible characters, says which one and where, so
 /// that a suggestion that looks identical to what was asked for is explained.
-pub fn invisible_difference(asked: &str, found: &str) -> Option<String> {
+pub(crate) fn invisible_difference(asked: &str, found: &str) -> Option<String> {
     let visible = |text: &str| -> String { text.chars().filter(|c| !is_invisible(*c)).collect() };
     if asked == found || visible(asked) != visible(found) {
         return None;

@@ -160,7 +160,7 @@ fn version_name(version: TlsVersion) -> &'static str {
 }
 
 /// The largest certificate or key file read: a chain of a dozen certificates is a few KiB.
-pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+pub(super) const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// The file's bytes, or `None` when it holds more than [`MAX_PEM_BYTES`] (a device such as
 /// `/dev/zero` included).

@@ -50,7 +50,8 @@
 //! its socket stalls them, as it would stall a pool's exclusive connection.
 
 mod dial;
-pub mod topology;
+mod exclusive;
+pub(crate) mod topology;
 
 use std::future::Future;
 use std::io;
@@ -59,34 +60,38 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, TimeoutType, Timeouts};
+use deadpool::managed::{self, Timeouts};
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionLike;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::cluster_async::ClusterConnection as RedisClusterConnection;
+use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Arg, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline};
 use redis::{RedisError, RedisFuture, RedisResult, Value};
-use redplug::{ClusterBackend, NeedKind, PooledConnection, RedisCluster, RedisPool};
+use redplug::host::{self, ClusterBackend};
+use redplug::{NeedKind, PooledConnection, RedisCluster, RedisPool};
 
-use crate::blocking;
 use crate::config::{Address, ClusterConfig, ConnectionOptions};
 use crate::error::StartupError;
+use crate::failure::{self, Waited};
+use crate::net::tls;
 use crate::pool::RESPONSE_TIMEOUT;
 use crate::retry::{RetryPolicy, io_error, is_retryable};
 use crate::telemetry::Telemetry;
-use crate::tls;
-use dial::{Dial, NodeConn, Registration};
+use dial::{Dial, NodeConn, RegisteredDial};
+use exclusive::{ClusterCheckout, ExclusiveManager};
 use topology::{Reply, Topology, changes_topology};
 
-type Connection = RedisClusterConnection<NodeConn>;
+/// A redis-rs cluster connection over our node connections: one socket per node, commands
+/// routed by hash slot.
+type Routed = ClusterConnection<NodeConn>;
 
 /// One cluster: its shared connection, its exclusive-connection pool and its node handles.
 /// Implements the backend of [`RedisCluster`].
-pub struct ClusterEngine {
+pub(crate) struct ClusterEngine {
     name: Arc<str>,
     /// `None` once closed.
-    shared: ArcSwapOption<Connection>,
+    shared: ArcSwapOption<Routed>,
     exclusive: managed::Pool<ExclusiveManager>,
     pool_timeout: Duration,
     topology: Topology,
@@ -96,39 +101,34 @@ pub struct ClusterEngine {
     telemetry: Telemetry,
     closed: AtomicBool,
     /// Keeps the dials reachable for redis-rs; dropped on close.
-    registrations: Mutex<Vec<Registration>>,
+    registrations: Mutex<Vec<RegisteredDial>>,
 }
 
 impl ClusterEngine {
     /// Builds the cluster for `config` and opens its shared connection: reaches a seed node,
     /// reads the slot map and connects to every node.
-    pub async fn new(config: &ClusterConfig) -> Result<Arc<Self>, StartupError> {
+    pub(crate) async fn new(config: &ClusterConfig) -> Result<Arc<Self>, StartupError> {
         let options = &config.options;
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let owner: Arc<str> = Arc::from(format!("cluster `{name}`"));
-        let tls = match &options.tls {
-            Some(settings) => Some(tokio_rustls::TlsConnector::from(
-                tls::client_config(settings).map_err(|source| StartupError::Tls {
-                    kind: NeedKind::Cluster,
-                    name: config.name.clone(),
-                    source,
-                })?,
-            )),
-            None => None,
-        };
+        let owner: Arc<str> = Arc::from(failure::cluster(&name));
+        let tls = tls::connector(options.tls.as_ref()).map_err(|source| StartupError::Tls {
+            kind: NeedKind::Cluster,
+            name: config.name.clone(),
+            source,
+        })?;
         let setup = |message: String| StartupError::Setup {
             kind: NeedKind::Cluster,
             name: config.name.clone(),
             message,
         };
 
-        let shared_dial = Registration::new(Dial::new(
+        let shared_dial = RegisteredDial::new(Dial::new(
             owner.clone(),
             options,
             tls.clone(),
             Some(RESPONSE_TIMEOUT),
         ));
-        let exclusive_dial = Registration::new(Dial::new(owner.clone(), options, tls, None));
+        let exclusive_dial = RegisteredDial::new(Dial::new(owner.clone(), options, tls, None));
         let redirects = config.max_redirects.unwrap_or(0);
         let attempt_timeout = attempt_timeout(options, redirects);
         let shared_client =
@@ -203,18 +203,13 @@ impl ClusterEngine {
     }
 
     /// The handle plugins receive.
-    pub fn handle(self: &Arc<Self>) -> RedisCluster {
-        RedisCluster::from_backend(self.clone())
-    }
-
-    /// The cluster's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    pub(crate) fn handle(self: &Arc<Self>) -> RedisCluster {
+        host::cluster(self.clone())
     }
 
     /// Closes every connection: the shared one, exclusive ones as they come back, and every
     /// node handle's pool. Later commands fail with an error saying so.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.shared.store(None);
         self.exclusive.close();
@@ -230,11 +225,8 @@ impl ClusterEngine {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn shut_down_error(&self) -> RedisError {
-        io_error(
-            io::ErrorKind::NotConnected,
-            format!("cluster `{}` is shut down: the runtime stopped", self.name),
-        )
+    fn shut_down(&self) -> RedisError {
+        failure::shut_down(&failure::cluster(&self.name))
     }
 
     /// Runs `attempt` on the shared connection with go-redis' retry policy. Server errors come
@@ -244,13 +236,13 @@ impl ClusterEngine {
     async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> RedisResult<T>
     where
         T: Reply,
-        F: FnMut(Connection) -> Fut,
+        F: FnMut(Routed) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let mut retry = 0;
         loop {
             let Some(shared) = self.shared.load_full() else {
-                return Err(self.shut_down_error());
+                return Err(self.shut_down());
             };
             let outcome = match tokio::time::timeout(
                 self.attempt_timeout,
@@ -278,7 +270,7 @@ impl ClusterEngine {
                 self.topology.mark_stale();
             }
             if self.is_closed() {
-                return Err(self.shut_down_error());
+                return Err(self.shut_down());
             }
             let next = self
                 .retry
@@ -287,58 +279,22 @@ impl ClusterEngine {
                 return match reply {
                     // The caller turns the reply into its error, as it would without us.
                     Some(reply) => Ok(reply),
-                    None => Err(self.annotate(error)),
+                    None => {
+                        let network = matches!(
+                            error.kind(),
+                            ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
+                        );
+                        Err(failure::annotate(
+                            &failure::cluster(&self.name),
+                            error,
+                            network,
+                        ))
+                    }
                 };
             };
             retry += 1;
             tracing::debug!(cluster = %self.name, retry, ?wait, %error, "retrying a failed command");
             tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Names the cluster in network failures the caller would otherwise see bare. Server
-    /// replies (`CROSSSLOT`, `MOVED`, `WRONGTYPE`) pass through untouched.
-    fn annotate(&self, error: RedisError) -> RedisError {
-        let message = error.to_string();
-        let network = matches!(
-            error.kind(),
-            ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
-        );
-        if !network || message.contains(&format!("cluster `{}`", self.name)) {
-            return error;
-        }
-        let kind = if error.is_timeout() {
-            io::ErrorKind::TimedOut
-        } else {
-            io::ErrorKind::ConnectionReset
-        };
-        io_error(kind, format!("cluster `{}`: {message}", self.name))
-    }
-
-    fn checkout_error(&self, error: PoolError<RedisError>) -> RedisError {
-        match error {
-            PoolError::Backend(error)
-            | PoolError::PostCreateHook(managed::HookError::Backend(error)) => error,
-            PoolError::Timeout(TimeoutType::Wait) => {
-                let status = self.exclusive.status();
-                io_error(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "cluster `{}`: no exclusive connection became free within pool_timeout \
-                         ({:?}): all {} are checked out and {} other tasks are waiting; raise \
-                         `pool_size` or hold exclusive connections for less time",
-                        self.name,
-                        self.pool_timeout,
-                        status.max_size,
-                        status.waiting.saturating_sub(1),
-                    ),
-                )
-            }
-            PoolError::Closed => self.shut_down_error(),
-            other => io_error(
-                io::ErrorKind::Other,
-                format!("cluster `{}`: checkout failed: {other}", self.name),
-            ),
         }
     }
 }
@@ -370,21 +326,32 @@ impl ClusterBackend for ClusterEngine {
     fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
         Box::pin(async move {
             if self.is_closed() {
-                return Err(self.shut_down_error());
+                return Err(self.shut_down());
             }
             let timeouts = Timeouts {
                 wait: Some(self.pool_timeout),
                 create: None,
                 recycle: None,
             };
+            let owner = failure::cluster(&self.name);
             let object = self
                 .exclusive
                 .timeout_get(&timeouts)
                 .await
-                .map_err(|error| self.checkout_error(error))?;
-            Ok(PooledConnection::new(Box::new(Exclusive {
+                .map_err(|error| {
+                    let status = self.exclusive.status();
+                    let waited = Waited {
+                        what: "exclusive connection",
+                        also: "",
+                        pool_timeout: self.pool_timeout,
+                        max_size: status.max_size,
+                        waiting: status.waiting,
+                    };
+                    failure::checkout(&owner, error, waited)
+                })?;
+            Ok(host::connection(Box::new(ClusterCheckout {
                 object: Some(object),
-                owner: Arc::from(format!("cluster `{}`", self.name)),
+                owner: owner.into(),
                 late: false,
             })))
         })
@@ -393,7 +360,7 @@ impl ClusterBackend for ClusterEngine {
     fn node_for_key<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, RedisResult<Option<RedisPool>>> {
         Box::pin(async move {
             if self.is_closed() {
-                return Err(self.shut_down_error());
+                return Err(self.shut_down());
             }
             self.topology.node_for_key(key).await
         })
@@ -421,7 +388,7 @@ const SPLIT_BY_REDIS_RS: [&[u8]; 9] = [
 
 /// Sends `cmd` where go-redis would: multi-key commands whole to their first key's slot, all
 /// others as redis-rs routes them.
-async fn route(conn: &mut Connection, cmd: &Cmd) -> RedisResult<Value> {
+pub(super) async fn route(conn: &mut Routed, cmd: &Cmd) -> RedisResult<Value> {
     match first_key_route(cmd) {
         Some(routing) => conn.route_command(cmd.clone(), routing).await,
         None => conn.req_packed_command(cmd).await,
@@ -450,7 +417,7 @@ fn first_key_route(cmd: &Cmd) -> Option<RoutingInfo> {
 /// A redis-rs cluster client whose node connections go through `registration`'s dial.
 fn client(
     config: &ClusterConfig,
-    registration: &Registration,
+    registration: &RegisteredDial,
     redirects: u32,
 ) -> RedisResult<ClusterClient> {
     let retry = &config.options.retry;
@@ -539,133 +506,6 @@ fn startup_failure(
             config.options.dial_timeout
         ),
     )
-}
-
-/// Opens and verifies the cluster connections behind [`RedisCluster::checkout`].
-struct ExclusiveManager {
-    client: ClusterClient,
-    owner: Arc<str>,
-    connect_timeout: Duration,
-    verify_timeout: Duration,
-    max_idle_time: Option<Duration>,
-    max_life_time: Option<Duration>,
-}
-
-impl managed::Manager for ExclusiveManager {
-    type Type = Connection;
-    type Error = RedisError;
-
-    async fn create(&self) -> RedisResult<Connection> {
-        match tokio::time::timeout(
-            self.connect_timeout,
-            self.client.get_async_generic_connection::<NodeConn>(),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(io_error(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "{}: opening an exclusive connection took longer than {:?}",
-                    self.owner, self.connect_timeout
-                ),
-            )),
-        }
-    }
-
-    async fn recycle(
-        &self,
-        conn: &mut Connection,
-        metrics: &Metrics,
-    ) -> managed::RecycleResult<RedisError> {
-        if self.max_life_time.is_some_and(|max| metrics.age() >= max) {
-            return Err(RecycleError::message("reached conn_max_life_time"));
-        }
-        if self
-            .max_idle_time
-            .is_some_and(|max| metrics.last_used() >= max)
-        {
-            return Err(RecycleError::message("idle longer than conn_max_idle_time"));
-        }
-        // UNWATCH goes to every master: it drops any WATCH the last user left behind and proves
-        // that each node still answers.
-        let unwatch = redis::cmd("UNWATCH");
-        match tokio::time::timeout(self.verify_timeout, conn.req_packed_command(&unwatch)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(RecycleError::Backend(error)),
-            Err(_) => Err(RecycleError::message("UNWATCH got no reply in time")),
-        }
-    }
-}
-
-/// A cluster connection checked out for one task; returned to the pool on drop unless a reply
-/// did not come in time (see [`crate::blocking`]).
-struct Exclusive {
-    object: Option<Object<ExclusiveManager>>,
-    /// `cluster `name``, for errors.
-    owner: Arc<str>,
-    /// A reply was given up on: the connection may still deliver it, so it is not reused.
-    late: bool,
-}
-
-impl Exclusive {
-    fn object(&mut self) -> RedisResult<&mut Object<ExclusiveManager>> {
-        self.object.as_mut().ok_or_else(|| {
-            io_error(
-                io::ErrorKind::NotConnected,
-                "the connection was already returned".into(),
-            )
-        })
-    }
-
-    /// Remembers a reply given up on: the connection may still deliver it later.
-    fn note<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
-        if result.as_ref().is_err_and(RedisError::is_timeout) {
-            self.late = true;
-        }
-        result
-    }
-}
-
-impl Drop for Exclusive {
-    fn drop(&mut self) {
-        if let Some(object) = self.object.take()
-            && self.late
-        {
-            drop(Object::take(object));
-        }
-    }
-}
-
-impl ConnectionLike for Exclusive {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let owner = self.owner.clone();
-            let reply = route(self.object()?, cmd);
-            let result =
-                blocking::within(blocking::reply_limit(cmd), || owner.to_string(), reply).await;
-            self.note(result)
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let owner = self.owner.clone();
-            let replies = self.object()?.req_packed_commands(pipeline, offset, count);
-            let limit = blocking::pipeline_reply_limit(pipeline);
-            let result = blocking::within(limit, || owner.to_string(), replies).await;
-            self.note(result)
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        0
-    }
 }
 
 #[cfg(test)]

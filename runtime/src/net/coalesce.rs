@@ -58,7 +58,7 @@ const TLS_MARGIN: usize = 256;
 /// connection is idle, and since when its commands wait. Only the shared lane's commands are
 /// counted; exclusive connections count none, so they have no reply deadline.
 #[derive(Debug)]
-pub struct Backlog {
+pub(crate) struct Backlog {
     started: AtomicU64,
     finished: AtomicU64,
     /// When the connection last went from no command in flight to one, as nanoseconds since
@@ -83,7 +83,7 @@ impl Default for Backlog {
 
 impl Backlog {
     /// Counts a command as started until the returned guard is dropped.
-    pub fn track(&self) -> Tracked<'_> {
+    pub(crate) fn track(&self) -> Tracked<'_> {
         if self.unanswered() == 0 {
             // Stored before the command counts, so that whoever sees the command also sees
             // when its wait began.
@@ -95,19 +95,19 @@ impl Backlog {
     }
 
     /// Commands started so far.
-    pub fn started(&self) -> u64 {
+    pub(crate) fn started(&self) -> u64 {
         self.started.load(Ordering::Acquire)
     }
 
     /// Commands started and not yet finished.
-    pub fn unanswered(&self) -> u64 {
+    pub(crate) fn unanswered(&self) -> u64 {
         let finished = self.finished.load(Ordering::Relaxed);
         self.started().saturating_sub(finished)
     }
 
     /// Whether the connection ended because the server did not answer within the reply
     /// timeout: its commands then fail with broken-pipe errors that really are timeouts.
-    pub fn timed_out(&self) -> bool {
+    pub(crate) fn timed_out(&self) -> bool {
         self.timed_out.load(Ordering::Acquire)
     }
 
@@ -118,7 +118,7 @@ impl Backlog {
 }
 
 /// A command in flight; see [`Backlog::track`].
-pub struct Tracked<'a>(&'a Backlog);
+pub(crate) struct Tracked<'a>(&'a Backlog);
 
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
@@ -204,7 +204,7 @@ impl ReplyDeadline {
 }
 
 /// A byte stream whose TCP socket's Nagle setting can be changed while it runs.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// The TCP socket underneath, if there is one.
     fn tcp(&self) -> Option<&TcpStream>;
 }
@@ -223,7 +223,7 @@ impl Transport for tokio_rustls::client::TlsStream<TcpStream> {
 
 /// A stream that batches writes and keeps the reply deadline by the rules in the module
 /// documentation.
-pub struct Coalescing<S> {
+pub(crate) struct Coalescing<S> {
     inner: S,
     /// Set when counted commands have a reply timeout.
     deadline: Option<ReplyDeadline>,
@@ -242,7 +242,7 @@ impl<S: Transport> Coalescing<S> {
     /// Wraps `inner`, a stream with `TCP_NODELAY` set, and clears it when the server is on
     /// this host (rule 1). `backlog` counts the commands in flight on this connection; while
     /// any wait, the server must send something at least once per `reply_timeout`.
-    pub fn new(inner: S, backlog: Arc<Backlog>, reply_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(inner: S, backlog: Arc<Backlog>, reply_timeout: Option<Duration>) -> Self {
         let tcp = inner.tcp();
         let segment = tcp
             .and_then(|tcp| socket2::SockRef::from(tcp).tcp_mss().ok())

@@ -7,51 +7,42 @@
 //! commands of every concurrent task on one socket. Exclusive checkouts ([`RedisPool::checkout`])
 //! take the other connections, each verified with `UNWATCH` + `PING` first.
 
+pub(crate) mod exclusive;
+mod lane;
+pub(crate) mod maintenance;
+
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, TimeoutType, Timeouts};
+use deadpool::managed::{self, Metrics, Object, RecycleError, Timeouts};
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
-use redplug::{PoolBackend, PoolStatus, PooledConnection, RedisPool};
+use redplug::host::{self, PoolBackend};
+use redplug::{PoolStatus, PooledConnection, RedisPool};
 
-use crate::blocking;
 use crate::config::PoolConfig;
-use crate::connect::{Connection, Connector};
+use crate::failure::{self, Waited};
+use crate::net::dial::{Connection, Connector};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
 use crate::telemetry::Telemetry;
+use exclusive::PoolCheckout;
+use lane::Lane;
+pub(crate) use lane::LaneUse;
 
 /// How long commands on the shared lane may wait without a reply from the server: go-redis'
-/// default read timeout, renewed by every reply (see [`crate::coalesce`]). Blocking commands
+/// default read timeout, renewed by every reply (see [`crate::net::coalesce`]). Blocking commands
 /// belong on an exclusive connection, which has no such limit.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens, verifies and retires the pool's connections for deadpool.
-pub struct Manager {
+pub(crate) struct Manager {
     connector: Connector,
     max_idle_time: Option<Duration>,
     max_life_time: Option<Duration>,
     verify_timeout: Duration,
-}
-
-impl Manager {
-    fn expired(&self, metrics: &Metrics) -> Option<&'static str> {
-        if self.max_life_time.is_some_and(|max| metrics.age() >= max) {
-            return Some("reached conn_max_life_time");
-        }
-        if self
-            .max_idle_time
-            .is_some_and(|max| metrics.last_used() >= max)
-        {
-            return Some("idle longer than conn_max_idle_time");
-        }
-        None
-    }
 }
 
 impl managed::Manager for Manager {
@@ -67,7 +58,8 @@ impl managed::Manager for Manager {
         connection: &mut Connection,
         metrics: &Metrics,
     ) -> managed::RecycleResult<RedisError> {
-        if let Some(reason) = self.expired(metrics) {
+        if let Some(reason) = maintenance::expired(metrics, self.max_idle_time, self.max_life_time)
+        {
             return Err(RecycleError::message(reason));
         }
         let mut conn = connection.conn.clone();
@@ -88,7 +80,7 @@ type Pool = managed::Pool<Manager>;
 
 /// One pool: its deadpool, its shared lane and its retry policy. Implements the backend of
 /// [`RedisPool`].
-pub struct PoolEngine {
+pub(crate) struct PoolEngine {
     name: Arc<str>,
     db: i64,
     pool: Pool,
@@ -101,74 +93,10 @@ pub struct PoolEngine {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
-/// The connection every plain command shares, replaced when it breaks or expires.
-#[derive(Default)]
-struct Lane {
-    current: ArcSwapOption<LaneConn>,
-    /// One task reconnects at a time; the others wait for its result instead of dialing too.
-    reconnect: tokio::sync::Mutex<()>,
-    /// Attempts to open the lane so far, and how the last one failed, if it did: a task that
-    /// waited while another attempt ran takes that attempt's failure as its own answer rather
-    /// than dialing again.
-    attempts: std::sync::Mutex<(u64, Option<RedisError>)>,
-    generation: AtomicU64,
-}
-
-impl Lane {
-    fn attempts(&self) -> std::sync::MutexGuard<'_, (u64, Option<RedisError>)> {
-        // A counter and a cloned error: a panic elsewhere cannot leave them half-written.
-        self.attempts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// When maintenance last saw a pool's shared lane used, to retire it once idle; start with
-/// `LaneUse::default()`.
-#[derive(Debug)]
-pub struct LaneUse {
-    /// The lane's generation and the commands started on it.
-    uses: (u64, u64),
-    since: Instant,
-}
-
-impl Default for LaneUse {
-    fn default() -> Self {
-        Self {
-            uses: (0, 0),
-            since: Instant::now(),
-        }
-    }
-}
-
-/// The lane's connection: a checked-out pool object and a multiplexed clone of it.
-struct LaneConn {
-    generation: u64,
-    conn: redis::aio::MultiplexedConnection,
-    /// The pool connection behind `conn`, to see that the server closed it before a command
-    /// is written to it.
-    link: Connection,
-    object: std::sync::Mutex<Option<Object<Manager>>>,
-    broken: AtomicBool,
-    created: Instant,
-}
-
-impl Drop for LaneConn {
-    fn drop(&mut self) {
-        let object = self.object.get_mut().ok().and_then(Option::take);
-        if let Some(object) = object
-            && *self.broken.get_mut()
-        {
-            // A broken connection must not go back to the pool for someone else to find.
-            drop(Object::take(object));
-        }
-    }
-}
-
 impl PoolEngine {
     /// Builds the pool for `config`; connections open lazily, except the `min_idle_conns`
     /// that maintenance opens.
-    pub fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
+    pub(crate) fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
         let options = &config.options;
         let (shutdown, closing) = tokio::sync::watch::channel(false);
         let manager = Manager {
@@ -203,12 +131,12 @@ impl PoolEngine {
     }
 
     /// The handle plugins receive.
-    pub fn handle(self: &Arc<Self>) -> RedisPool {
-        RedisPool::from_backend(self.clone())
+    pub(crate) fn handle(self: &Arc<Self>) -> RedisPool {
+        host::pool(self.clone())
     }
 
     /// The pool's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
@@ -224,7 +152,7 @@ impl PoolEngine {
 
     /// Closes every connection, including the shared lane's and those checked out; commands
     /// in flight and later fail with an error saying the pool is shut down.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.lane.current.store(None);
         self.pool.close();
@@ -232,108 +160,12 @@ impl PoolEngine {
     }
 
     /// Whether [`PoolEngine::close`] ran.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Closes the lane's connection if it is older than `max_life` or unused since the last
-    /// call while `max_idle` passed, so the next command opens a fresh one.
-    pub(crate) fn retire_lane(
-        &self,
-        max_life: Option<Duration>,
-        last_use: &mut LaneUse,
-        max_idle: Option<Duration>,
-    ) {
-        let Some(lane) = self.lane.current.load_full() else {
-            return;
-        };
-        let uses = (lane.generation, lane.link.backlog().started());
-        if uses != last_use.uses {
-            *last_use = LaneUse {
-                uses,
-                since: Instant::now(),
-            };
-        }
-        let too_old = max_life.is_some_and(|max| lane.created.elapsed() >= max);
-        let too_idle = max_idle.is_some_and(|max| last_use.since.elapsed() >= max);
-        if too_old || too_idle {
-            tracing::debug!(pool = %self.name, too_old, too_idle, "retiring the shared connection");
-            lane.broken.store(true, Ordering::Relaxed);
-            self.lane
-                .current
-                .compare_and_swap(&Some(lane.clone()), None::<Arc<LaneConn>>);
-        }
-    }
-
-    fn shut_down_error(&self) -> RedisError {
-        shut_down_error(&self.name)
-    }
-
-    /// Replaces a missing lane, one task at a time. Tasks that wait meanwhile share the
-    /// outcome: the new lane, or the failure, so that a server that does not answer costs each
-    /// of them one attempt's time (`pool_timeout` to find a free connection plus
-    /// `dial_timeout` to open one), not one attempt per task ahead of it.
-    async fn open_lane(&self) -> RedisResult<Arc<LaneConn>> {
-        let attempts_before = self.lane.attempts().0;
-        let _turn = self.lane.reconnect.lock().await;
-        if let Some(current) = self.live_lane() {
-            return Ok(current);
-        }
-        if self.is_closed() {
-            return Err(self.shut_down_error());
-        }
-        {
-            let attempts = self.lane.attempts();
-            if attempts.0 != attempts_before
-                && let Some(failure) = &attempts.1
-            {
-                return Err(failure.clone());
-            }
-        }
-        let checkout = self.checkout().await;
-        {
-            let mut attempts = self.lane.attempts();
-            attempts.0 += 1;
-            attempts.1 = checkout.as_ref().err().cloned();
-        }
-        let object = checkout?;
-        let conn = object.conn.clone();
-        let lane = Arc::new(LaneConn {
-            generation: self.lane.generation.fetch_add(1, Ordering::Relaxed),
-            conn,
-            link: Connection::clone(&object),
-            object: std::sync::Mutex::new(Some(object)),
-            broken: AtomicBool::new(false),
-            created: Instant::now(),
-        });
-        self.lane.current.store(Some(lane.clone()));
-        Ok(lane)
-    }
-
-    /// The lane's current connection unless the server closed it while it sat idle (a restart,
-    /// `CLIENT KILL`, an idle timeout): writing to it would fail a command that never reached
-    /// the server, and `query_once` could not even retry it.
-    fn live_lane(&self) -> Option<Arc<LaneConn>> {
-        let current = self.lane.current.load_full()?;
-        if current.link.is_closed() {
-            self.invalidate(&current);
-            return None;
-        }
-        Some(current)
-    }
-
-    /// Drops the lane's connection if it is still `failed`, so the next attempt gets another.
-    fn invalidate(&self, failed: &Arc<LaneConn>) {
-        failed.broken.store(true, Ordering::Relaxed);
-        let current = self.lane.current.load();
-        if current
-            .as_ref()
-            .is_some_and(|lane| lane.generation == failed.generation)
-        {
-            self.lane
-                .current
-                .compare_and_swap(&*current, None::<Arc<LaneConn>>);
-        }
+    fn shut_down(&self) -> RedisError {
+        failure::shut_down(&failure::pool(&self.name))
     }
 
     async fn checkout(&self) -> RedisResult<Object<Manager>> {
@@ -342,38 +174,17 @@ impl PoolEngine {
             create: None,
             recycle: None,
         };
-        self.pool
-            .timeout_get(&timeouts)
-            .await
-            .map_err(|error| self.checkout_error(error))
-    }
-
-    fn checkout_error(&self, error: PoolError<RedisError>) -> RedisError {
-        match error {
-            PoolError::Backend(error)
-            | PoolError::PostCreateHook(managed::HookError::Backend(error)) => error,
-            PoolError::Timeout(TimeoutType::Wait) => {
-                let status = self.pool.status();
-                io_error(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "pool `{}`: no connection became free within pool_timeout ({:?}): all {} \
-                         connections are in use (one carries the shared command lane) and {} \
-                         other tasks are waiting; raise `pool_size` or hold exclusive \
-                         connections for less time",
-                        self.name,
-                        self.pool_timeout,
-                        status.max_size,
-                        status.waiting.saturating_sub(1),
-                    ),
-                )
-            }
-            PoolError::Closed => self.shut_down_error(),
-            other => io_error(
-                io::ErrorKind::Other,
-                format!("pool `{}`: checkout failed: {other}", self.name),
-            ),
-        }
+        self.pool.timeout_get(&timeouts).await.map_err(|error| {
+            let status = self.pool.status();
+            let waited = Waited {
+                what: "connection",
+                also: " (one carries the shared command lane)",
+                pool_timeout: self.pool_timeout,
+                max_size: status.max_size,
+                waiting: status.waiting,
+            };
+            failure::checkout(&failure::pool(&self.name), error, waited)
+        })
     }
 
     /// Runs `attempt` on the lane with the pool's retry policy.
@@ -421,10 +232,10 @@ impl PoolEngine {
                 Err(error) => error,
             };
             if self.is_closed() {
-                return Err(self.shut_down_error());
+                return Err(self.shut_down());
             }
             let Some(wait) = self.retry.next_wait(retry, retries, is_retryable(&error)) else {
-                return Err(self.annotate(error));
+                return Err(failure::annotate(&failure::pool(&self.name), error, true));
             };
             retry += 1;
             tracing::debug!(pool = %self.name, retry, ?wait, %error, "retrying a failed command");
@@ -443,20 +254,6 @@ impl PoolEngine {
                 self.name
             ),
         )
-    }
-
-    /// Names the pool in network failures the caller would otherwise see bare.
-    fn annotate(&self, error: RedisError) -> RedisError {
-        let message = error.to_string();
-        if !error.is_io_error() || message.contains(&*self.name) {
-            return error;
-        }
-        let kind = if error.is_timeout() {
-            io::ErrorKind::TimedOut
-        } else {
-            io::ErrorKind::ConnectionReset
-        };
-        io_error(kind, format!("pool `{}`: {message}", self.name))
     }
 }
 
@@ -503,10 +300,10 @@ impl PoolBackend for PoolEngine {
     fn checkout(&self) -> BoxFuture<'_, RedisResult<PooledConnection>> {
         Box::pin(async move {
             if self.is_closed() {
-                return Err(self.shut_down_error());
+                return Err(self.shut_down());
             }
             let object = self.checkout().await?;
-            Ok(PooledConnection::new(Box::new(Exclusive {
+            Ok(host::connection(Box::new(PoolCheckout {
                 object: Some(object),
                 broken: false,
                 pool: self.name.clone(),
@@ -552,102 +349,6 @@ fn retry_replies(values: Vec<Value>) -> RedisResult<Vec<Value>> {
         Some(first) => retry_reply(first.clone()).map(|_| values),
         None => Ok(values),
     }
-}
-
-/// A connection checked out for one task. Goes back to the pool on drop unless it broke.
-struct Exclusive {
-    object: Option<Object<Manager>>,
-    broken: bool,
-    pool: Arc<str>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Exclusive {
-    fn conn(&mut self) -> RedisResult<&mut redis::aio::MultiplexedConnection> {
-        if *self.shutdown.borrow() {
-            return Err(shut_down_error(&self.pool));
-        }
-        self.object
-            .as_mut()
-            .map(|object| &mut object.conn)
-            .ok_or_else(gone)
-    }
-
-    /// Marks the connection broken after `error`; says so when shutdown is what broke it.
-    fn note(&mut self, error: RedisError) -> RedisError {
-        if breaks_connection(&error) {
-            self.broken = true;
-        }
-        if *self.shutdown.borrow() {
-            return shut_down_error(&self.pool);
-        }
-        error
-    }
-}
-
-impl Drop for Exclusive {
-    fn drop(&mut self) {
-        if let Some(object) = self.object.take()
-            && self.broken
-        {
-            drop(Object::take(object));
-        }
-    }
-}
-
-impl ConnectionLike for Exclusive {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let pool = self.pool.clone();
-            let reply = self.conn()?.send_packed_command(cmd);
-            let result = blocking::within(
-                blocking::reply_limit(cmd),
-                || format!("pool `{pool}`"),
-                reply,
-            )
-            .await;
-            result.map_err(|error| self.note(error))
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let pool = self.pool.clone();
-            let replies = self.conn()?.send_packed_commands(pipeline, offset, count);
-            let result = blocking::within(
-                blocking::pipeline_reply_limit(pipeline),
-                || format!("pool `{pool}`"),
-                replies,
-            )
-            .await;
-            result.map_err(|error| self.note(error))
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.object
-            .as_ref()
-            .map_or(0, |object| object.conn.get_db())
-    }
-}
-
-fn shut_down_error(pool: &str) -> RedisError {
-    io_error(
-        io::ErrorKind::NotConnected,
-        format!("pool `{pool}` is shut down: the runtime stopped"),
-    )
-}
-
-fn gone() -> RedisError {
-    io_error(
-        io::ErrorKind::NotConnected,
-        "the connection was already returned".into(),
-    )
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
-use crate::coalesce::{Backlog, Coalescing, Transport};
+use super::coalesce::{Backlog, Coalescing, Transport};
+use super::tls;
 use crate::config::{Address, ConnectionOptions};
 use crate::retry::{RetryPolicy, io_error, is_max_clients};
-use crate::tls;
 
 /// How long [`Connector::refusal`] listens for a server's reason to hang up.
 const REFUSAL_WAIT: Duration = Duration::from_millis(250);
@@ -28,18 +28,18 @@ const REFUSAL_WAIT: Duration = Duration::from_millis(250);
 /// [`KEEPALIVE_PROBES`] unanswered probes. A connection whose server's host vanished (a
 /// half-open connection) thus ends within about 30 s, even while a blocking command waits on it
 /// with no deadline of its own.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
 /// See [`KEEPALIVE_IDLE`].
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// See [`KEEPALIVE_IDLE`].
-pub const KEEPALIVE_PROBES: u32 = 3;
+pub(crate) const KEEPALIVE_PROBES: u32 = 3;
 /// How long data we sent may stay unacknowledged before the kernel gives the connection up
 /// (`TCP_USER_TIMEOUT`): the same 30 s bound while a command is being written or retransmitted.
-pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 
 /// Everything needed to open one more connection to one server.
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     /// The pool or cluster this connector belongs to, for error messages.
     owner: Arc<str>,
     address: Address,
@@ -49,7 +49,7 @@ pub struct Connector {
     tls: Option<TlsConnector>,
     /// Turns true when the owner shuts down; every connection opened here closes then.
     shutdown: Option<watch::Receiver<bool>>,
-    /// How long counted commands may wait without a reply (see [`crate::coalesce`]).
+    /// How long counted commands may wait without a reply (see [`super::coalesce`]).
     reply_timeout: Option<Duration>,
     /// Spaces out dials after failures; shared by every clone of this connector.
     gate: Arc<DialGate>,
@@ -57,7 +57,7 @@ pub struct Connector {
 
 impl Connector {
     /// A connector for `address` with the credentials, name and TLS of `options`.
-    pub fn new(
+    pub(crate) fn new(
         owner: Arc<str>,
         address: Address,
         db: i64,
@@ -86,7 +86,7 @@ impl Connector {
 
     /// Closes every connection this connector opens once `shutdown` turns true, including
     /// those checked out at the time, which their holders would otherwise keep open.
-    pub fn closing_on(mut self, shutdown: watch::Receiver<bool>) -> Self {
+    pub(crate) fn closing_on(mut self, shutdown: watch::Receiver<bool>) -> Self {
         self.shutdown = Some(shutdown);
         self
     }
@@ -94,21 +94,16 @@ impl Connector {
     /// Ends a connection opened here, failing the commands counted in its
     /// [`Connection::backlog`], when the server sends nothing for `timeout` while any of them
     /// waits.
-    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = Some(timeout);
         self
-    }
-
-    /// The server this connector dials.
-    pub fn address(&self) -> &Address {
-        &self.address
     }
 
     /// Opens and sets up one connection, failing after `dial_timeout`.
     ///
     /// After the server turned a dial away, the next dial waits out a backoff (see
     /// [`DialGate`]); a call in the meantime fails at once with the last dial's error.
-    pub async fn connect(&self) -> RedisResult<Connection> {
+    pub(crate) async fn connect(&self) -> RedisResult<Connection> {
         if let Some(error) = self.gate.refusal() {
             return Err(error);
         }
@@ -436,7 +431,7 @@ fn io_kind(error: &RedisError) -> io::ErrorKind {
 }
 
 /// True when the server rejected our credentials.
-pub fn is_auth_failure(error: &RedisError) -> bool {
+pub(crate) fn is_auth_failure(error: &RedisError) -> bool {
     if error.kind() == redis::ErrorKind::AuthenticationFailed {
         return true;
     }
@@ -447,7 +442,7 @@ pub fn is_auth_failure(error: &RedisError) -> bool {
 /// One open connection and the task that drives its socket. Dropping the last clone stops the
 /// task and closes the socket.
 #[derive(Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// The multiplexed connection; clones share the socket.
     pub conn: MultiplexedConnection,
     /// Set when the socket's driver task ends. Cheaper to read on every command than the
@@ -460,14 +455,14 @@ pub struct Connection {
 
 impl Connection {
     /// True once the socket's driver task ended: the server closed the connection or it broke.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }
 
     /// The commands counted on this connection. Counted commands have the reply deadline (see
     /// [`Connector::reply_timeout`]); the shared lane counts its commands, exclusive users do
     /// not.
-    pub fn backlog(&self) -> &Backlog {
+    pub(crate) fn backlog(&self) -> &Backlog {
         &self.backlog
     }
 }

@@ -2,7 +2,20 @@
 //!
 //! [`parse_duration`] accepts exactly what Go's `time.ParseDuration` accepts and gives the same
 //! value, down to how it truncates fractions with more digits than a nanosecond can hold, so a
-//! config that works with KrakenD reads the same here.
+//! config that works with KrakenD reads the same here. A plugin's own config can take
+//! durations the same way, as a [`GoDuration`] field:
+//!
+//! ```
+//! use redplug::duration::GoDuration;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct LimitConfig {
+//!     window: GoDuration,
+//! }
+//!
+//! let config: LimitConfig = serde_json::from_str(r#"{"window": "1m30s"}"#).unwrap();
+//! assert_eq!(config.window.to_std(), Some(std::time::Duration::from_secs(90)));
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,6 +81,15 @@ impl FromStr for GoDuration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse_duration(s)
+    }
+}
+
+/// Reads a Go duration string; the error says what is wrong with it and shows a valid one.
+impl<'de> serde::Deserialize<'de> for GoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration: {e}")))
     }
 }
 

@@ -6,17 +6,35 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use deadpool::managed::Metrics;
 use futures_util::future::join_all;
 use redis::RedisResult;
-use redplug::PoolBackend;
+use redplug::host::PoolBackend;
 use tokio::task::JoinHandle;
 
+use super::{LaneUse, PoolEngine};
 use crate::config::ConnectionOptions;
-use crate::pool::{LaneUse, PoolEngine};
+
+/// Why a connection must be closed instead of used again, if it must: older than `max_life`
+/// (`conn_max_life_time`) or idle longer than `max_idle` (`conn_max_idle_time`). Pools and
+/// clusters ask before they hand a connection out, maintenance on every round.
+pub(crate) fn expired(
+    metrics: &Metrics,
+    max_idle: Option<Duration>,
+    max_life: Option<Duration>,
+) -> Option<&'static str> {
+    if max_life.is_some_and(|max| metrics.age() >= max) {
+        return Some("reached conn_max_life_time");
+    }
+    if max_idle.is_some_and(|max| metrics.last_used() >= max) {
+        return Some("idle longer than conn_max_idle_time");
+    }
+    None
+}
 
 /// The limits maintenance enforces for one pool.
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     min_idle: usize,
     max_idle: Option<usize>,
     max_idle_time: Option<Duration>,
@@ -26,7 +44,7 @@ pub struct Limits {
 
 impl Limits {
     /// The limits of a pool configured with `options`.
-    pub fn new(options: &ConnectionOptions) -> Self {
+    pub(crate) fn new(options: &ConnectionOptions) -> Self {
         // Check often enough to honour the shortest configured time within about a quarter of
         // it, but no more than 20 times a second and at least once a second.
         let shortest = [options.conn_max_idle_time, options.conn_max_life_time]
@@ -52,7 +70,7 @@ const DIALS_AT_ONCE: usize = 32;
 
 /// Opens connections until `min_idle_conns` are idle. At startup a failure here stops the
 /// gateway; later, maintenance logs it and tries again on its next round.
-pub async fn top_up(engine: &PoolEngine, min_idle: usize) -> RedisResult<usize> {
+pub(crate) async fn top_up(engine: &PoolEngine, min_idle: usize) -> RedisResult<usize> {
     let status = engine.pool().status();
     let room = status.max_size.saturating_sub(status.size);
     let wanted = min_idle.saturating_sub(status.available).min(room);
@@ -78,15 +96,12 @@ pub async fn top_up(engine: &PoolEngine, min_idle: usize) -> RedisResult<usize> 
 }
 
 /// One round of housekeeping; `lane_idle` remembers when the shared lane was last used.
-pub async fn run_once(engine: &PoolEngine, limits: &Limits, lane_idle: &mut LaneUse) {
+pub(crate) async fn run_once(engine: &PoolEngine, limits: &Limits, lane_idle: &mut LaneUse) {
     let mut idle_kept = 0;
     let result = engine.pool().retain(|connection, metrics| {
-        let expired = connection.is_closed()
-            || limits.max_life_time.is_some_and(|max| metrics.age() >= max)
-            || limits
-                .max_idle_time
-                .is_some_and(|max| metrics.last_used() >= max);
-        let keep = !expired && limits.max_idle.is_none_or(|max| idle_kept < max);
+        let stale = connection.is_closed()
+            || expired(&metrics, limits.max_idle_time, limits.max_life_time).is_some();
+        let keep = !stale && limits.max_idle.is_none_or(|max| idle_kept < max);
         if keep {
             idle_kept += 1;
         }
@@ -110,7 +125,7 @@ pub async fn run_once(engine: &PoolEngine, limits: &Limits, lane_idle: &mut Lane
 
 /// Spawns the maintenance task of one pool. It holds the pool weakly and stops when the pool
 /// is closed or dropped; the runtime also aborts it on shutdown.
-pub fn spawn(engine: &Arc<PoolEngine>, limits: Limits) -> JoinHandle<()> {
+pub(crate) fn spawn(engine: &Arc<PoolEngine>, limits: Limits) -> JoinHandle<()> {
     let weak: Weak<PoolEngine> = Arc::downgrade(engine);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(limits.interval);

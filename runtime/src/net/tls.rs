@@ -12,6 +12,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use tokio_rustls::TlsConnector;
+
 use crate::config::{TlsConfig, TlsVersion};
 
 /// Why a `tls` object could not be turned into a client configuration.
@@ -35,21 +37,27 @@ pub enum TlsSetupError {
 }
 
 /// The crypto provider redplug uses for every TLS connection it makes.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Installs ring as the process-wide rustls provider when nothing else has been installed, so
 /// TLS inside redis-rs (cluster connections) works without the host doing anything.
-pub fn install_default_provider() {
+pub(crate) fn install_default_provider() {
     if CryptoProvider::get_default().is_none() {
         // Losing the race to another installer is fine: any provider will do.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
+/// The TLS connector for a pool or cluster with `tls` settings, or `None` for plain TCP.
+pub(crate) fn connector(tls: Option<&TlsConfig>) -> Result<Option<TlsConnector>, TlsSetupError> {
+    tls.map(|settings| client_config(settings).map(TlsConnector::from))
+        .transpose()
+}
+
 /// Builds the rustls configuration for one pool or cluster.
-pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsSetupError> {
+pub(crate) fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = provider();
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
         (TlsVersion::Tls12, &rustls::version::TLS12),
@@ -95,7 +103,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsSetupError
 }
 
 /// The server name to verify for `host`: an IP address or a DNS name.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_owned())
         .map_err(|_| format!("`{host}` is neither an IP address nor a valid DNS name for TLS"))
 }

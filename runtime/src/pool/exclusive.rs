@@ -1,4 +1,5 @@
-//! How long a command on an exclusive connection may wait for its reply.
+//! Exclusive connections: the pool's checked-out connection ([`PoolCheckout`]) and how long a
+//! command on any exclusive connection, a pool's or a cluster's, may wait for its reply.
 //!
 //! Exclusive connections (`checkout()`) exist for transactions and blocking commands, so they
 //! cannot share the shared lane's rule that the server answer within 3 s. They follow go-redis
@@ -14,18 +15,23 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use redis::{Arg, Cmd, Pipeline, RedisError, RedisResult};
+use std::sync::Arc;
 
-use crate::pool::RESPONSE_TIMEOUT;
-use crate::retry::io_error;
+use deadpool::managed::Object;
+use redis::aio::ConnectionLike;
+use redis::{Arg, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use super::{Manager, RESPONSE_TIMEOUT};
+use crate::failure;
+use crate::retry::{breaks_connection, io_error};
 
 /// What a blocking command's own timeout is extended by before its reply is given up on: the
 /// same time an ordinary command gets for its reply.
-pub const BLOCKING_MARGIN: Duration = RESPONSE_TIMEOUT;
+pub(crate) const BLOCKING_MARGIN: Duration = RESPONSE_TIMEOUT;
 
 /// The longest `cmd` may wait for its reply on an exclusive connection; `None` for a blocking
 /// command asked to wait forever.
-pub fn reply_limit(cmd: &Cmd) -> Option<Duration> {
+pub(crate) fn reply_limit(cmd: &Cmd) -> Option<Duration> {
     match blocking_timeout(cmd) {
         None => Some(RESPONSE_TIMEOUT),
         Some(Duration::ZERO) => None,
@@ -35,7 +41,7 @@ pub fn reply_limit(cmd: &Cmd) -> Option<Duration> {
 
 /// The longest the commands of `pipeline` may wait together: the server runs them one after
 /// the other, so their blocking timeouts add up.
-pub fn pipeline_reply_limit(pipeline: &Pipeline) -> Option<Duration> {
+pub(crate) fn pipeline_reply_limit(pipeline: &Pipeline) -> Option<Duration> {
     let mut blocking = Duration::ZERO;
     let mut any = false;
     for cmd in pipeline.cmd_iter() {
@@ -58,7 +64,7 @@ pub fn pipeline_reply_limit(pipeline: &Pipeline) -> Option<Duration> {
 /// Runs `reply` for at most `limit`; past it, fails with a timeout naming `owner` (a pool or
 /// cluster, as in "pool `cache`"). The caller must close the connection then: the server may
 /// still answer, and the command may or may not have run.
-pub async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Option<Duration>,
     owner: impl FnOnce() -> String,
     reply: impl Future<Output = RedisResult<T>>,
@@ -127,6 +133,85 @@ fn seconds(arg: &[u8]) -> Option<Duration> {
 fn millis(arg: &[u8]) -> Option<Duration> {
     let value: u64 = std::str::from_utf8(arg).ok()?.trim().parse().ok()?;
     Some(Duration::from_millis(value))
+}
+
+/// A pool connection checked out for one task. Goes back to the pool on drop unless it broke
+/// or missed a reply deadline.
+pub(super) struct PoolCheckout {
+    pub(super) object: Option<Object<Manager>>,
+    pub(super) broken: bool,
+    /// The pool's name, for errors.
+    pub(super) pool: Arc<str>,
+    pub(super) shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl PoolCheckout {
+    fn conn(&mut self) -> RedisResult<&mut redis::aio::MultiplexedConnection> {
+        if *self.shutdown.borrow() {
+            return Err(failure::shut_down(&failure::pool(&self.pool)));
+        }
+        self.object
+            .as_mut()
+            .map(|object| &mut object.conn)
+            .ok_or_else(failure::already_returned)
+    }
+
+    /// Marks the connection broken after `error`; says so when shutdown is what broke it.
+    fn note(&mut self, error: RedisError) -> RedisError {
+        if breaks_connection(&error) {
+            self.broken = true;
+        }
+        if *self.shutdown.borrow() {
+            return failure::shut_down(&failure::pool(&self.pool));
+        }
+        error
+    }
+}
+
+impl Drop for PoolCheckout {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take()
+            && self.broken
+        {
+            drop(Object::take(object));
+        }
+    }
+}
+
+impl ConnectionLike for PoolCheckout {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let pool = self.pool.clone();
+            let reply = self.conn()?.send_packed_command(cmd);
+            let result = within(reply_limit(cmd), || failure::pool(&pool), reply).await;
+            result.map_err(|error| self.note(error))
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let pool = self.pool.clone();
+            let replies = self.conn()?.send_packed_commands(pipeline, offset, count);
+            let result = within(
+                pipeline_reply_limit(pipeline),
+                || failure::pool(&pool),
+                replies,
+            )
+            .await;
+            result.map_err(|error| self.note(error))
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.object
+            .as_ref()
+            .map_or(0, |object| object.conn.get_db())
+    }
 }
 
 #[cfg(test)]

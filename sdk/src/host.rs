@@ -1,0 +1,50 @@
+//! The other side of the plugin API: what a host (a gateway runtime such as `redplug-runtime`)
+//! implements behind the handles, and how it builds and calls plugins. Plugin code never needs
+//! this module.
+//!
+//! A host builds a [`PoolBackend`] for every configured pool and a [`ClusterBackend`] for every
+//! cluster, wraps each in a handle ([`pool`], [`cluster`]), puts them all in [`selectors`],
+//! resolves each registered plugin's [`Need`](crate::Need)s into a [`BuildContext`], and calls
+//! [`build`]. The [`BuiltPlugin`] it gets back is both the plugin's own type (for typed lookups)
+//! and a [`DynMiddleware`] it calls per request.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionLike;
+
+pub use crate::handle::{ClusterBackend, PoolBackend};
+pub use crate::middleware::DynMiddleware;
+pub use crate::registry::{BuildContext, BuiltPlugin, Resolved};
+use crate::{BuildError, PooledConnection, RedisCluster, RedisPool, RedisSelectors, Registration};
+
+/// The [`RedisPool`] handle plugins receive for `backend`.
+pub fn pool(backend: Arc<dyn PoolBackend>) -> RedisPool {
+    RedisPool::from_backend(backend)
+}
+
+/// The [`RedisCluster`] handle plugins receive for `backend`.
+pub fn cluster(backend: Arc<dyn ClusterBackend>) -> RedisCluster {
+    RedisCluster::from_backend(backend)
+}
+
+/// A connection checked out for one caller, as [`RedisPool::checkout`] hands it out.
+pub fn connection(inner: Box<dyn ConnectionLike + Send + Sync>) -> PooledConnection {
+    PooledConnection::new(inner)
+}
+
+/// The lookups by name over every configured pool and cluster, injected with
+/// `#[redis_selectors]`.
+pub fn selectors(
+    pools: impl IntoIterator<Item = RedisPool>,
+    clusters: impl IntoIterator<Item = RedisCluster>,
+) -> RedisSelectors {
+    RedisSelectors::new(pools, clusters)
+}
+
+/// Builds the plugin `registration` describes, from the connections resolved in `context`.
+pub fn build(
+    registration: &Registration,
+    context: &mut BuildContext<'_>,
+) -> Result<BuiltPlugin, BuildError> {
+    registration.build(context)
+}
