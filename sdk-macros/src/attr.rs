@@ -16,6 +16,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Path, Token};
 
 use crate::errors::Errors;
+use crate::kinds::{CONNECTIONS, ConnectionKind, PLUGIN, SELECTORS, field_attribute};
 
 const STRUCT_KEYS: &str = "`name` and `crate`";
 
@@ -30,10 +31,8 @@ pub(crate) struct Container {
 
 /// What one redplug attribute on a field asks for.
 pub(crate) enum Role {
-    /// `#[redis_pool("name")]`.
-    Pool(LitStr),
-    /// `#[redis_cluster("name")]`.
-    Cluster(LitStr),
+    /// `#[redis_pool("name")]` or `#[redis_cluster("name")]`.
+    Connection(&'static ConnectionKind, LitStr),
     /// `#[redis_selectors]`.
     Selectors,
     /// `#[plugin(config)]`.
@@ -42,17 +41,19 @@ pub(crate) enum Role {
 
 impl Role {
     /// The attribute as a user writes it, for messages.
-    pub(crate) fn written(&self) -> &'static str {
+    pub(crate) fn written(&self) -> String {
         match self {
-            Role::Pool(_) => "#[redis_pool(\"...\")]",
-            Role::Cluster(_) => "#[redis_cluster(\"...\")]",
-            Role::Selectors => "#[redis_selectors]",
-            Role::Config => "#[plugin(config)]",
+            Role::Connection(kind, _) => format!("#[{}(\"...\")]", kind.attribute),
+            Role::Selectors => format!("#[{SELECTORS}]"),
+            Role::Config => format!("#[{PLUGIN}(config)]"),
         }
     }
 
     pub(crate) fn same_kind(&self, other: &Role) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
+        match (self, other) {
+            (Role::Connection(a, _), Role::Connection(b, _)) => std::ptr::eq(*a, *b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
     }
 }
 
@@ -63,48 +64,21 @@ pub(crate) struct FieldAttr {
     pub key: Span,
 }
 
-/// Which connection a `#[redis_pool]` / `#[redis_cluster]` attribute names.
-#[derive(Clone, Copy)]
-enum Connection {
-    Pool,
-    Cluster,
-}
-
-impl Connection {
-    fn attribute(self) -> &'static str {
-        match self {
-            Connection::Pool => "redis_pool",
-            Connection::Cluster => "redis_cluster",
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            Connection::Pool => "pool",
-            Connection::Cluster => "cluster",
-        }
-    }
-
-    fn role(self, name: LitStr) -> Role {
-        match self {
-            Connection::Pool => Role::Pool(name),
-            Connection::Cluster => Role::Cluster(name),
-        }
-    }
-}
-
 /// Reads the attributes on the struct (or enum / union: the derive reports those elsewhere,
 /// but their attributes are still checked so all mistakes show at once).
 pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
     let mut container = Container::default();
     for attr in attrs {
         let path = attr.path();
-        if path.is_ident("plugin") {
+        if path.is_ident(PLUGIN) {
             if let Some(list) = list_or_report(attr, "#[plugin(name = \"...\")]", errors) {
                 let parsed = list.parse_nested_meta(|meta| container_key(&meta, &mut container));
                 errors.ok(parsed);
             }
-        } else if let Some(written) = field_only(path) {
+        } else if let Some(written) = path
+            .get_ident()
+            .and_then(|i| field_attribute(&i.to_string()))
+        {
             errors.spanned(
                 attr,
                 format!("`{written}` goes on a field of the plugin struct, not on the type itself"),
@@ -159,28 +133,24 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> Vec<FieldAttr> 
     for attr in attrs {
         let path = attr.path();
         let key = path.span();
-        if path.is_ident("redis_pool") {
-            if let Some(name) = errors.ok(connection(attr, Connection::Pool)) {
+        if let Some(kind) = CONNECTIONS
+            .into_iter()
+            .find(|kind| path.is_ident(kind.attribute))
+        {
+            if let Some(name) = errors.ok(connection(attr, kind)) {
                 roles.push(FieldAttr {
-                    role: Connection::Pool.role(name),
+                    role: Role::Connection(kind, name),
                     key,
                 });
             }
-        } else if path.is_ident("redis_cluster") {
-            if let Some(name) = errors.ok(connection(attr, Connection::Cluster)) {
-                roles.push(FieldAttr {
-                    role: Connection::Cluster.role(name),
-                    key,
-                });
-            }
-        } else if path.is_ident("redis_selectors") {
+        } else if path.is_ident(SELECTORS) {
             if errors.ok(selectors(attr)).is_some() {
                 roles.push(FieldAttr {
                     role: Role::Selectors,
                     key,
                 });
             }
-        } else if path.is_ident("plugin")
+        } else if path.is_ident(PLUGIN)
             && let Some(list) = list_or_report(attr, "#[plugin(config)]", errors)
         {
             let parsed = list.parse_nested_meta(|meta| field_key(&meta, &mut roles));
@@ -228,8 +198,8 @@ fn field_key(meta: &ParseNestedMeta, roles: &mut Vec<FieldAttr>) -> syn::Result<
 }
 
 /// `#[redis_pool("name")]` / `#[redis_cluster("name")]`: exactly one string literal.
-fn connection(attr: &Attribute, connection: Connection) -> syn::Result<LitStr> {
-    let (attribute, noun) = (connection.attribute(), connection.noun());
+fn connection(attr: &Attribute, kind: &ConnectionKind) -> syn::Result<LitStr> {
+    let (attribute, noun) = (kind.attribute, kind.noun);
     match &attr.meta {
         Meta::Path(_) => Err(syn::Error::new_spanned(
             attr,
@@ -254,14 +224,12 @@ fn connection(attr: &Attribute, connection: Connection) -> syn::Result<LitStr> {
                 "`#[{attribute}()]` is empty: write the name of the {noun}, `#[{attribute}(\"name\")]`"
             ),
         )),
-        Meta::List(list) => {
-            list.parse_args_with(|input: ParseStream| connection_name(input, connection))
-        }
+        Meta::List(list) => list.parse_args_with(|input: ParseStream| connection_name(input, kind)),
     }
 }
 
-fn connection_name(input: ParseStream, connection: Connection) -> syn::Result<LitStr> {
-    let (attribute, noun) = (connection.attribute(), connection.noun());
+fn connection_name(input: ParseStream, kind: &ConnectionKind) -> syn::Result<LitStr> {
+    let (attribute, noun) = (kind.attribute, kind.noun);
     if input.peek(LitStr) {
         let name: LitStr = input.parse()?;
         if !name.suffix().is_empty() {
@@ -427,19 +395,6 @@ fn string_value(meta: &ParseNestedMeta, example: &str) -> syn::Result<LitStr> {
                 suggested_name(&other)
             ),
         )),
-    }
-}
-
-/// The field attributes, when they show up on the struct itself.
-fn field_only(path: &Path) -> Option<&'static str> {
-    if path.is_ident("redis_pool") {
-        Some("#[redis_pool(\"...\")]")
-    } else if path.is_ident("redis_cluster") {
-        Some("#[redis_cluster(\"...\")]")
-    } else if path.is_ident("redis_selectors") {
-        Some("#[redis_selectors]")
-    } else {
-        None
     }
 }
 

@@ -12,6 +12,7 @@ use syn::{DeriveInput, LitStr, Type};
 use crate::ast::{Field, Input};
 use crate::attr::Role;
 use crate::errors::Errors;
+use crate::kinds::ConnectionKind;
 use crate::valid;
 
 /// Why the derive failed, and an expansion to emit next to the errors so that code using the
@@ -62,13 +63,9 @@ fn plugin(input: &Input) -> TokenStream {
         let span = ty.span();
         let index = Literal::usize_unsuffixed(needs.len());
         let init = match field.role() {
-            Some(Role::Pool(lit)) => {
-                needs.push(need(&krate, field, Connection::Pool, lit));
-                connection(&krate, &name, field, Connection::Pool, lit, &index)
-            }
-            Some(Role::Cluster(lit)) => {
-                needs.push(need(&krate, field, Connection::Cluster, lit));
-                connection(&krate, &name, field, Connection::Cluster, lit, &index)
+            Some(Role::Connection(kind, lit)) => {
+                needs.push(need(&krate, field, kind, lit));
+                connection(&krate, &name, field, kind, lit, &index)
             }
             Some(Role::Selectors) => quote_spanned! {span=>
                 <#ty as #krate::__private::SelectorsField>::from_selectors(__context.selectors())
@@ -109,28 +106,15 @@ fn plugin(input: &Input) -> TokenStream {
     }
 }
 
-/// The two kinds of named connection, as generated code spells them.
-#[derive(Clone, Copy)]
-enum Connection {
-    Pool,
-    Cluster,
-}
-
-impl Connection {
-    fn names(self) -> (&'static str, Ident, Ident, Ident) {
-        let (kind, variant, method, field_trait) = match self {
-            Connection::Pool => ("pool", "Pool", "pool", "PoolField"),
-            Connection::Cluster => ("cluster", "Cluster", "cluster", "ClusterField"),
-        };
-        let ident = |name| Ident::new(name, Span::call_site());
-        (kind, ident(variant), ident(method), ident(field_trait))
-    }
+/// An identifier generated code uses, from the kinds table.
+fn ident(name: &str) -> Ident {
+    Ident::new(name, Span::call_site())
 }
 
 /// One entry of `Plugin::NEEDS`. `optional` comes from the field's type, so `Option<RedisPool>`
 /// (or an alias of it) is optional without the macro having to recognise the type.
-fn need(krate: &TokenStream, field: &Field, connection: Connection, name: &LitStr) -> TokenStream {
-    let (_, variant, _, field_trait) = connection.names();
+fn need(krate: &TokenStream, field: &Field, kind: &ConnectionKind, name: &LitStr) -> TokenStream {
+    let (variant, field_trait) = (ident(kind.variant), ident(kind.field_trait));
     let (ty, field) = (field.ty, &field.name);
     let optional = quote_spanned!(ty.span()=> <#ty as #krate::__private::#field_trait>::OPTIONAL);
     quote! {
@@ -153,11 +137,12 @@ fn connection(
     krate: &TokenStream,
     plugin: &str,
     field: &Field,
-    connection: Connection,
+    kind: &ConnectionKind,
     name: &LitStr,
     index: &Literal,
 ) -> TokenStream {
-    let (kind, _, method, field_trait) = connection.names();
+    let (method, field_trait) = (ident(kind.method), ident(kind.field_trait));
+    let noun = kind.noun;
     let (ty, field) = (field.ty, &field.name);
     // Only reachable if a registration and its constructor disagree: the runtime checks every
     // required need before it builds anything.
@@ -165,7 +150,7 @@ fn connection(
         #krate::BuildError::Unresolved {
             plugin: ::core::convert::Into::into(#plugin),
             field: #field,
-            kind: #kind,
+            kind: #noun,
             name: #name,
         }
     };

@@ -2,7 +2,8 @@
 //!
 //! Stages, one module each: `attr` parses the attribute grammar, `ast` models the input,
 //! `valid` checks the rules, `expand` generates code. Errors from every stage are collected
-//! (`errors`) and reported together, next to a best-effort impl.
+//! (`errors`) and reported together, next to a best-effort impl. `kinds` is the one table of
+//! attributes that all stages read.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ mod ast;
 mod attr;
 mod errors;
 mod expand;
+mod kinds;
 mod valid;
 
 #[cfg(test)]

@@ -11,26 +11,7 @@ use syn::{GenericParam, LitStr};
 use crate::ast::{Data, Field, Input};
 use crate::attr::Role;
 use crate::errors::Errors;
-
-/// For messages about a connection name: the attribute, where such names are configured, and
-/// an example name.
-struct Connection {
-    attribute: &'static str,
-    list: &'static str,
-    example: &'static str,
-}
-
-const POOL: Connection = Connection {
-    attribute: "redis_pool",
-    list: "extra_config.redis.connection_pools[]",
-    example: "redis_at_eight",
-};
-
-const CLUSTER: Connection = Connection {
-    attribute: "redis_cluster",
-    list: "extra_config.redis.clusters[]",
-    example: "shared_cluster",
-};
+use crate::kinds::ConnectionKind;
 
 pub(crate) fn check(input: &Input, errors: &mut Errors) {
     struct_only(input, errors);
@@ -40,10 +21,8 @@ pub(crate) fn check(input: &Input, errors: &mut Errors) {
     }
     for field in input.fields() {
         one_role_per_field(field, errors);
-        match field.role() {
-            Some(Role::Pool(name)) => connection_name(POOL, name, errors),
-            Some(Role::Cluster(name)) => connection_name(CLUSTER, name, errors),
-            _ => {}
+        if let Some(Role::Connection(kind, name)) = field.role() {
+            connection_name(kind, name, errors);
         }
     }
     one_config_field(input.fields(), errors);
@@ -105,12 +84,13 @@ fn plugin_name(name: &LitStr, errors: &mut Errors) {
 
 /// A name must be able to match an entry of `connection_pools[]` / `clusters[]`: an empty one
 /// never does, and surrounding whitespace is always a typo that would only show at startup.
-fn connection_name(connection: Connection, name: &LitStr, errors: &mut Errors) {
-    let Connection {
+fn connection_name(kind: &ConnectionKind, name: &LitStr, errors: &mut Errors) {
+    let ConnectionKind {
         attribute,
         list,
         example,
-    } = connection;
+        ..
+    } = kind;
     let value = name.value();
     if value.trim().is_empty() {
         let blank = if value.is_empty() {
