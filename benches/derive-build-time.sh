@@ -74,7 +74,7 @@ EOF
             echo "    }"
             echo "}"
             if [[ $variant == dyn ]]; then
-                echo "pub fn erase_$i(plugin: std::sync::Arc<Plugin$i>) -> std::sync::Arc<dyn redplug::DynMiddleware> {"
+                echo "pub fn erase_$i(plugin: std::sync::Arc<Plugin$i>) -> std::sync::Arc<dyn redplug::host::DynMiddleware> {"
                 echo "    plugin"
                 echo "}"
             fi

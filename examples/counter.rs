@@ -17,7 +17,7 @@ use redplug_example_plugins::counter::key as counter_key;
 use redplug_runtime::Pipeline;
 use redplug_runtime::Runtime;
 
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/counter.json");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/counter.json");
 const IDS: [&str; 7] = ["alice", "bob", "alice", "carol", "alice", "bob", "alice"];
 
 mod support;

@@ -22,7 +22,7 @@ use redplug_runtime::config::{self, ConfigError, ConfigErrors};
 use redplug_testkit::RedisServer;
 use serde_json::{Map, Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/config_corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config_corpus");
 
 fn corpus_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(CORPUS)

@@ -67,6 +67,7 @@ impl RedisServerBuilder {
     }
 
     /// Serves TLS only, with certificates generated for this server (see [`RedisServer::tls`]).
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, client_auth: ClientAuth) -> Self {
         self.tls = Some(client_auth);
         self
@@ -102,7 +103,10 @@ impl RedisServerBuilder {
             .prefix("redplug-redis-")
             .tempdir()
             .expect("create a temp dir for redis-server");
+        #[cfg(feature = "tls")]
         let tls = self.tls.map(|auth| (auth, TlsFiles::generate(dir.path())));
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<(ClientAuth, TlsFiles)> = None;
         let mut config = Config {
             program,
             redis_cli,

@@ -1,8 +1,10 @@
-//! Certificates for TLS tests, generated per server with `rcgen`.
+//! Certificates for TLS tests, generated per server with `rcgen` (feature `tls`, on by
+//! default).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "tls")]
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -56,6 +58,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     /// Generates a CA, a server certificate and client certificates into `dir`.
+    #[cfg(feature = "tls")]
     pub fn generate(dir: &Path) -> TlsFiles {
         let files = TlsFiles {
             ca_cert: dir.join("ca.crt"),
@@ -111,15 +114,18 @@ pub(crate) fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+#[cfg(feature = "tls")]
 fn write(path: &Path, pem: &str) {
     fs::write(path, pem).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
+#[cfg(feature = "tls")]
 struct Ca {
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
+#[cfg(feature = "tls")]
 impl Ca {
     fn new(name: &str) -> Ca {
         let mut params = CertificateParams::default();
