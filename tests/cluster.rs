@@ -14,11 +14,15 @@ use redplug_runtime::{Runtime, StartupError};
 use redplug_testkit::{ClientAuth, RedisCluster, RedisServer, wait_for_async};
 use serde_json::{Value, json};
 
+mod support;
+
+use support::SpanLog;
+
 /// No test here may take longer, whatever the servers do.
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 
 async fn bounded<T>(test: impl Future<Output = T>) -> T {
-    span_log();
+    SpanLog::global();
     tokio::time::timeout(TEST_LIMIT, test)
         .await
         .unwrap_or_else(|_| panic!("the test did not finish within {TEST_LIMIT:?}"))
@@ -609,45 +613,6 @@ async fn retries_and_redirect_budget_ride_out_clusterdown() {
     .await;
 }
 
-/// Records every span opened in this test binary.
-#[derive(Clone, Default)]
-struct SpanLog(Arc<std::sync::Mutex<Vec<String>>>);
-
-/// The span log, installed as the global subscriber before any test opens a span. A global
-/// subscriber rather than a per-thread one: tracing caches per call site whether anyone is
-/// interested, and tests running in parallel can race a thread-local subscriber out of that
-/// cache. Tests tell their spans apart by the cluster names they use.
-fn span_log() -> SpanLog {
-    use tracing_subscriber::layer::SubscriberExt;
-    static LOG: std::sync::OnceLock<SpanLog> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = SpanLog::default();
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(log.clone()))
-            .expect("no other global subscriber in this test binary");
-        log
-    })
-    .clone()
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanLog {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={:?}", field.name(), value));
-            }
-        }
-        let mut fields = Fields(attrs.metadata().name().to_owned());
-        attrs.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-}
-
 /// `CLIENT LIST` lines of one node.
 async fn clients(node: &RedisServer) -> Vec<String> {
     let list: String = query(&mut node.async_conn().await, &["CLIENT", "LIST"]).await;
@@ -656,7 +621,7 @@ async fn clients(node: &RedisServer) -> Vec<String> {
 
 #[tokio::test]
 async fn every_cluster_option_is_honoured() {
-    let spans = span_log();
+    let spans = SpanLog::global();
     // Node handles' maintenance publishes gauges from tasks on this (the test's only) thread.
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -791,7 +756,7 @@ async fn every_cluster_option_is_honoured() {
         let (): () = sessions.clone().set("traced", 1).await.unwrap();
         let (): () = handle(&runtime, "quiet").set("untraced", 1).await.unwrap();
         let (): () = node.clone().set("{jobs}:traced", 1).await.unwrap();
-        let seen = spans.0.lock().unwrap().clone();
+        let seen = spans.spans();
         let ours: Vec<&String> = seen
             .iter()
             .filter(|s| s.starts_with("redis.command"))

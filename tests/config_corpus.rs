@@ -13,14 +13,17 @@
 //! each message down to the fragment that matters.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use redplug_runtime::Runtime;
 use redplug_runtime::config::{self, ConfigError, ConfigErrors};
 use redplug_testkit::RedisServer;
 use serde_json::{Map, Value, json};
+
+mod support;
+
+use support::Logs;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config_corpus");
 
@@ -252,31 +255,15 @@ const USER: &str = "gw-user-5e1f";
 const PASSWORD: &str = "S3cret-pa55-9b1c";
 
 /// Every log line of this test binary, captured at TRACE level.
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+fn captured_logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Capture(logs))
-            .finish();
+        let logs = Logs::default();
+        let subscriber = support::log_subscriber(&logs, tracing::Level::TRACE);
         tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
         logs
     })
-}
-
-struct Capture(&'static Mutex<Vec<u8>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    .clone()
 }
 
 /// Collects renderings and checks none shows the user name or the password.
@@ -480,7 +467,7 @@ fn credentials_appear_in_no_error_report_debug_output_or_log() {
         );
     }
 
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(
         logs.contains("redplug runtime shut down"),
         "the log capture works: {logs}"

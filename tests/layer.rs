@@ -6,10 +6,10 @@ use axum::body::Body;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use redplug::prelude::*;
-use redplug_runtime::Pipeline;
-use redplug_runtime::PluginLayer;
-use redplug_runtime::Runtime;
+use redplug_runtime::{Pipeline, PluginLayer, Runtime};
 use tower::ServiceExt;
+
+mod support;
 
 /// Refuses requests that carry `x-deny`, with the status it chose.
 #[derive(Plugin)]
@@ -122,9 +122,7 @@ async fn plugin_errors_become_responses_with_their_status() {
 // loopback, so that hyper's own framing is what reads the bodies.
 
 mod over_http {
-    use std::io::Write;
     use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use axum::Router;
@@ -143,6 +141,8 @@ mod over_http {
     use redplug_runtime::Runtime;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
+
+    use super::support::Logs;
 
     type HttpClient = Client<HttpConnector, Body>;
 
@@ -302,30 +302,10 @@ mod over_http {
 
     /// Log lines at every level, written where the test can read them. The test runs on one
     /// thread (a current-thread runtime), so the thread-local subscriber sees the servers too.
-    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-        #[derive(Clone)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl Write for Sink {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Sink(logs.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish();
+    fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = super::support::log_subscriber(&logs, tracing::Level::DEBUG);
         (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(logs: &Mutex<Vec<u8>>) -> String {
-        String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -334,7 +314,7 @@ mod over_http {
         let (_runtime, gateway, client) = gateway().await;
         let (status, _, body) = send(&client, gateway, &[("x-panic", "1")], "boom").await;
         let (after, _, echoed) = send(&client, gateway, &[], "still here").await;
-        let logs = text(&logs);
+        let logs = logs.text();
         println!("a panicking plugin answered {status} {body:?}; the next request {after}");
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!((after, echoed.as_str()), (StatusCode::OK, "still here"));
@@ -379,7 +359,7 @@ mod over_http {
             .await
             .unwrap()
             .unwrap();
-        let logs = text(&logs);
+        let logs = logs.text();
         let loud: Vec<&str> = logs
             .lines()
             .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))

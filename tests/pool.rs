@@ -12,15 +12,16 @@ use redplug_runtime::Runtime;
 use redplug_testkit::{ClientAuth, RedisServer, wait_for_async};
 use serde_json::{Value, json};
 
+mod support;
+
+use support::{client_field, client_list, merge};
+
 /// A runtime with one pool called `test` at `server`, plus `options`.
 async fn runtime_with(server: &RedisServer, options: Value) -> Runtime {
-    let mut pool = json!({ "name": "test", "address": server.addr() });
-    merge(&mut pool, options);
-    try_runtime(pool)
-        .await
-        .unwrap_or_else(|error| panic!("runtime failed to start: {error}"))
+    support::pool_runtime(server, "test", options, &[]).await
 }
 
+/// A runtime with one pool, written out whole.
 async fn try_runtime(pool: Value) -> Result<Runtime, redplug_runtime::StartupError> {
     let config = json!({ "extra_config": { "redis": { "connection_pools": [pool] } } });
     Runtime::builder()
@@ -29,34 +30,17 @@ async fn try_runtime(pool: Value) -> Result<Runtime, redplug_runtime::StartupErr
         .await
 }
 
-fn merge(target: &mut Value, extra: Value) {
-    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
-        target.extend(extra);
-    }
-}
-
 fn pool(runtime: &Runtime) -> RedisPool {
-    runtime
-        .selectors()
-        .pool("test")
-        .expect("the pool `test` is configured")
+    support::pool_named(runtime, "test")
 }
 
-/// `CLIENT LIST` entries whose name is `name`, as (id, name) pairs.
+/// The ids of the server's connections called `name`.
 async fn clients_named(server: &RedisServer, name: &str) -> Vec<u64> {
-    let mut admin = server.async_conn().await;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut admin)
+    client_list(server)
         .await
-        .expect("CLIENT LIST");
-    list.lines()
-        .filter(|line| line.split(' ').any(|field| field == format!("name={name}")))
-        .filter_map(|line| {
-            line.split(' ')
-                .find_map(|field| field.strip_prefix("id="))
-                .and_then(|id| id.parse().ok())
-        })
+        .iter()
+        .filter(|line| client_field(line, "name") == Some(name))
+        .filter_map(|line| client_field(line, "id")?.parse().ok())
         .collect()
 }
 
@@ -72,8 +56,6 @@ async fn kill_clients_named(server: &RedisServer, name: &str) {
     }
 }
 
-/// The most natural Redis call works on the handle: `get` is Redis' `GET`, since the
-/// exclusive checkout is `checkout()`.
 #[tokio::test]
 async fn get_on_the_handle_runs_redis_get() {
     let server = RedisServer::start();

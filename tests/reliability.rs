@@ -20,6 +20,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod support;
+
+use support::blocking;
+
 /// The pool every test configures, and the name its connections carry in `CLIENT LIST`.
 const POOL: &str = "under_test";
 const CLIENT_NAME: &str = "reliability";
@@ -40,16 +44,10 @@ impl Middleware for Load {}
 /// Starts a runtime with the pool `under_test` at `server` (plus `options`) and returns the
 /// handle injected into the `reliability_load` plugin.
 async fn start(server: &RedisServer, options: Value) -> (Runtime, RedisPool) {
-    let mut pool = json!({ "name": POOL, "address": server.addr(), "client_name": CLIENT_NAME });
-    if let (Some(pool), Value::Object(options)) = (pool.as_object_mut(), options) {
-        pool.extend(options);
-    }
-    let config = json!({ "extra_config": { "redis": { "connection_pools": [pool] } } });
-    let runtime = Runtime::builder()
-        .only_plugins(["reliability_load"])
-        .start_json(&config.to_string())
-        .await
-        .unwrap_or_else(|error| panic!("the runtime did not start: {error}"));
+    let mut options_with_name = json!({ "client_name": CLIENT_NAME });
+    support::merge(&mut options_with_name, options);
+    let runtime =
+        support::pool_runtime(server, POOL, options_with_name, &["reliability_load"]).await;
     let redis = runtime
         .get::<Load>()
         .expect("the reliability_load plugin is built")
@@ -60,26 +58,12 @@ async fn start(server: &RedisServer, options: Value) -> (Runtime, RedisPool) {
 
 /// Connections other than the one asking: (all of them, those named [`CLIENT_NAME`]).
 async fn server_clients(server: &RedisServer) -> (usize, usize) {
-    let mut admin = server.async_conn().await;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut admin)
-        .await
-        .expect("CLIENT LIST");
-    let others: Vec<&str> = list
-        .lines()
-        .filter(|line| !line.contains("cmd=client|list"))
-        .collect();
+    let others = support::client_list(server).await;
     let named = others
         .iter()
-        .filter(|line| line.contains(&format!(" name={CLIENT_NAME} ")))
+        .filter(|line| support::client_field(line, "name") == Some(CLIENT_NAME))
         .count();
     (others.len(), named)
-}
-
-/// Runs `f` on this worker thread, for the harness's blocking calls (stop, restart).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
 }
 
 /// `GET key` through the pool's shared lane.

@@ -57,14 +57,23 @@ pub fn exit(result: Result<(), String>) -> std::process::ExitCode {
     }
 }
 
-/// Logs to stderr (`RUST_LOG` overrides the default), keeping stdout for the example's output.
+/// Logs to stderr, keeping stdout for the example's output. `RUST_LOG` (targets and levels,
+/// such as `warn,redplug_runtime=debug`) overrides the default.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,redplug_runtime=info".into()),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let default = "warn,redplug_runtime=info";
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| default.parse().unwrap_or_default());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with(filter)
         .init();
 }
