@@ -43,8 +43,8 @@ impl Telemetry {
     /// traces are disabled or nobody listens.
     ///
     /// Takes a constructor rather than the future: a command's future is a kilobyte or more,
-    /// and one passed by value is copied on its way into the box, twice per command as
-    /// measured. Built by [`boxed_in_place`], it is written straight into its allocation.
+    /// and one passed by value is copied on its way into the box. Built by [`boxed_in_place`],
+    /// it is written straight into its allocation.
     #[inline(always)]
     pub(crate) fn command<'a, T, F>(&self, cmd: &Cmd, run: impl FnOnce() -> F) -> RedisFuture<'a, T>
     where

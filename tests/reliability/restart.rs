@@ -19,14 +19,6 @@ struct IncrLog {
     slowest: Duration,
 }
 
-/// 32 tasks INCR one counter for 5 s; at 2 s the server (AOF, fsync on every write) is killed
-/// and started again on the same port. With retries configured to outlast the gap, no call
-/// fails and no acknowledged INCR is lost.
-///
-/// Delivery is at least once: an INCR the server applied just before dying, whose reply died
-/// with it, is retried and applied again. Such replies show up as counter values no call was
-/// given; the test counts them and bounds them by the calls in flight at the kill.
-/// `RedisPool::query_once` is the opt-out for commands that must not be applied twice.
 /// What one restart-under-load run saw.
 struct RestartRun {
     /// The counter value each acknowledged INCR returned, sorted.

@@ -21,10 +21,8 @@
 //!    not fit in one segment therefore goes out with `TCP_NODELAY` set, and the next small
 //!    batch clears it again; setting it flushes whatever the kernel holds.
 //!
-//! Batching in user space on top, by letting a write wait one scheduler turn for more commands
-//! while many are in flight, was tried and measured both ways on the two-core bench machine:
-//! 10% faster at 64 tasks on one day, 8% slower on another, with the client's CPU per command
-//! up by a tenth. It is not done.
+//! Nothing waits in user space for more commands: a write goes out as soon as the connection's
+//! driver has it (see `benches/NOTES.md` for what waiting measured).
 //!
 //! Connections are set up (TLS, `HELLO`, `AUTH`) with `TCP_NODELAY`, since a handshake's
 //! flights are not answered until they are complete; rule 1 starts when [`Coalescing`] takes
@@ -33,9 +31,9 @@
 //! The same stream also keeps the **reply deadline** of the commands a pool counts in a
 //! connection's [`Backlog`] (those on its shared lane): while any of them waits, the server must
 //! send something at least once per reply timeout, as a go-redis read deadline renewed by every
-//! reply. One timer per connection keeps it rather than one per command: setting and clearing
-//! a timer for every command was about 6% of a loaded client's instructions per command, and
-//! more of its wall time. When the deadline passes, reading fails with a timeout, which ends the
+//! reply. One timer per connection keeps it rather than one per command, since arming and
+//! clearing a timer per command is a real part of a loaded client's work. When the deadline
+//! passes, reading fails with a timeout, which ends the
 //! connection and every command on it; [`Backlog::timed_out`] then tells their callers why.
 
 use std::io::{self, IoSlice};

@@ -360,8 +360,8 @@ mod tests {
     }
 
     /// Every command's future is copied into a box; one that carried the dial path's state
-    /// machine (10 KiB when this test was written) cost more CPU per command than the rest of
-    /// the handle. Dialing is boxed separately, so the command's own future stays small.
+    /// machine (kilobytes) would cost more CPU per command than the rest of the handle.
+    /// Dialing is boxed separately, so the command's own future stays small.
     #[test]
     fn a_command_future_does_not_carry_the_dial_path() {
         let config = PoolConfig {
