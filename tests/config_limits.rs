@@ -50,45 +50,84 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 const MIB: usize = 1024 * 1024;
 
-/// A config of about `target` bytes: a real `extra_config.redis`, and the rest endpoints the
-/// gateway has and redplug does not read.
-fn large_config(target: usize) -> String {
+/// One endpoint as a large gateway writes it: redplug reads its path, method, backend and
+/// chain, and skips what belongs to other namespaces (`padding` bytes of it).
+fn endpoint(index: usize, padding: usize) -> String {
+    format!(
+        r#"{{"endpoint": "/v1/items/{index}", "method": "GET", "extra_config": {{"plugin/redplug": {{"name": ["rate_limit"], "rate_limit": {{"limit": {index}}}}}, "security/cors": {{"allow_origins": ["{}"]}}}}, "backend": [{{"host": ["http://10.0.0.{}:8080"], "url_pattern": "/items/{index}", "extra_config": {{"qos/ratelimit/proxy": {{"max_rate": 10, "capacity": 10}}}}}}]}}"#,
+        "x".repeat(padding),
+        index % 250
+    )
+}
+
+/// A config of about `target` bytes: a real `extra_config.redis`, and `count` endpoints
+/// padded to fill the rest.
+fn large_config(target: usize, count: usize) -> String {
     let mut text = String::with_capacity(target + 4096);
     text.push_str(
         r#"{"version": 3, "extra_config": {"redis": {"connection_pools": [{"name": "cache", "address": "localhost:6379"}]}}, "endpoints": ["#,
     );
-    let mut index = 0;
-    while text.len() < target {
+    let padding = (target / count).saturating_sub(endpoint(0, 0).len());
+    for index in 0..count {
         if index > 0 {
             text.push(',');
         }
-        text.push_str(&format!(
-            r#"{{"endpoint": "/v1/items/{index}", "method": "GET", "backend": [{{"host": ["http://10.0.0.{}:8080"], "url_pattern": "/items/{index}", "extra_config": {{"qos/ratelimit/proxy": {{"max_rate": 10, "capacity": 10}}}}}}]}}"#,
-            index % 250
-        ));
-        index += 1;
+        text.push_str(&endpoint(index, padding));
     }
     text.push_str("]}");
     text
 }
 
 #[test]
-fn a_large_config_costs_little_beyond_its_own_text() {
+fn a_large_config_costs_little_beyond_what_it_keeps() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let text = large_config(30 * MIB);
+    let text = large_config(30 * MIB, config::MAX_ENDPOINTS);
+    let before = LIVE.load(Ordering::Relaxed);
     let started = Instant::now();
     let (loaded, peak) = peak_of(|| config::parse(&text));
     let took = started.elapsed();
     let config = loaded.unwrap_or_else(|e| panic!("{e}"));
+    let kept = LIVE.load(Ordering::Relaxed).saturating_sub(before);
     println!(
-        "a {} MiB config with {} endpoints loaded in {took:?}, allocating at most {} KiB",
+        "a {} MiB config with {} endpoints loaded in {took:?}, allocating at most {} KiB, of \
+         which the config keeps {} KiB",
         text.len() / MIB,
-        text.matches("\"endpoint\"").count(),
-        peak / 1024
+        config.endpoints.len(),
+        peak / 1024,
+        kept / 1024
     );
     assert_eq!(config.redis.connection_pools.len(), 1);
-    // serde_json's `Value` for the same file takes well over ten times the text.
-    assert!(peak < MIB, "loading allocated {} KiB", peak / 1024);
+    assert_eq!(config.endpoints.len(), config::MAX_ENDPOINTS);
+    // What is skipped costs nothing: beyond what the config keeps, loading allocates less
+    // than a mebibyte however large the file. serde_json's `Value` for the same file takes
+    // several times the text.
+    assert!(
+        peak < kept + MIB,
+        "loading allocated {} KiB beyond the {} KiB it keeps",
+        (peak - kept) / 1024,
+        kept / 1024
+    );
+    // What is kept is a few kibibytes per endpoint (paths, backend, chain and settings).
+    assert!(
+        kept < config::MAX_ENDPOINTS * 4 * 1024,
+        "the config keeps {} KiB",
+        kept / 1024
+    );
+}
+
+#[test]
+fn more_endpoints_than_the_limit_are_refused_with_the_limit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let text = large_config(MIB, config::MAX_ENDPOINTS + 1);
+    let errors = config::parse(&text).expect_err("over the limit");
+    assert_eq!(errors.errors().len(), 1, "{errors}");
+    assert_eq!(errors.errors()[0].path, "endpoints");
+    assert!(
+        errors
+            .to_string()
+            .contains("lists 10001 endpoints, more than the 10000"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -116,7 +155,7 @@ fn a_device_that_never_ends_is_refused_at_the_size_limit() {
 fn a_file_over_the_limit_is_refused_with_the_limit() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    let text = large_config(config::MAX_FILE_BYTES as usize + 1);
+    let text = large_config(config::MAX_FILE_BYTES as usize + 1, 1000);
     file.write_all(text.as_bytes()).unwrap();
     let errors = config::load(file.path()).expect_err("over the limit");
     assert_eq!(errors.errors().len(), 1);
@@ -130,8 +169,11 @@ fn a_file_over_the_limit_is_refused_with_the_limit() {
 fn the_gateway_s_own_sections_may_nest_deeper_than_ours() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-    let text = format!(r#"{{"endpoints": {deep}, "extra_config": {{"redis": {{}}}}}}"#);
-    config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        r#"{{"async_agent": {deep}, "endpoints": [{{"endpoint": "/a", "extra_config": {{"other/namespace": {deep}}}, "backend": [{{"host": ["http://b"], "url_pattern": "/a", "sd": {deep}}}]}}], "extra_config": {{"redis": {{}}}}}}"#
+    );
+    let config = config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.endpoints.len(), 1);
 }
 
 #[test]

@@ -693,7 +693,7 @@ fn connect(config: &Config, timeout: Duration, problems: &mut Vec<String>) -> Ve
         .map(|(kind, name, redis)| {
             let config = Config {
                 redis,
-                plugins: Default::default(),
+                ..Config::default()
             };
             (kind, name, config)
         })

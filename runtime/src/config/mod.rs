@@ -15,6 +15,7 @@
 //! ```
 
 mod address;
+mod endpoints;
 mod json;
 mod model;
 mod options;
@@ -30,6 +31,7 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use endpoints::{MAX_BACKENDS, MAX_ENDPOINTS};
 pub use model::*;
 pub use source::MAX_FILE_BYTES;
 
@@ -39,6 +41,11 @@ use source::{Raw, Sections, line_and_column};
 
 /// The key under `extra_config` that holds each plugin's own config.
 pub const PLUGIN_NAMESPACE: &str = "plugin/redplug";
+
+/// `["plugin/redplug"]`, as a JSON path writes the namespace after `extra_config`.
+pub(crate) fn namespace_segment() -> String {
+    reader::key_segment(PLUGIN_NAMESPACE)
+}
 
 /// Parses and validates a whole gateway config. Relative TLS file paths are read from the
 /// current directory.
@@ -181,10 +188,26 @@ fn render(file: Option<&Path>, errors: &[ConfigError]) -> String {
 /// Our two sections of `extra_config`, each parsed into a tree and read.
 fn read_config(sections: &Sections<'_>, p: &mut Problems, base: &Path) -> Config {
     let mut config = Config::default();
+    let mut budget = Budget::default();
+    if let Some(raw) = sections.gateway("endpoints") {
+        let hosts = match sections.gateway("host") {
+            Some(raw) => {
+                let tree = tree(raw, "host", sections.text, &mut Budget::default(), p);
+                tree.and_then(|tree| endpoints::read_hosts(&Node::new(&tree, "host"), p))
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let mut reading = endpoints::Reading {
+            text: sections.text,
+            budget: &mut budget,
+            problems: p,
+        };
+        config.endpoints = endpoints::read_endpoints(raw, &hosts, &mut reading);
+    }
     let Some(extra) = &sections.extra_config else {
         return config;
     };
-    let mut budget = Budget::default();
     if let Some(raw) = extra.not_object {
         if let Some(tree) = tree(raw, "extra_config", sections.text, &mut budget, p) {
             // Reports what it is instead of an object.
@@ -253,16 +276,23 @@ fn tree<'a>(
     budget: &mut Budget,
     p: &mut Problems,
 ) -> Option<Json<'a>> {
+    match json::parse(raw.text, raw.at, budget) {
+        Ok(tree) => {
+            report_repeats(&tree, path, text, p);
+            Some(tree)
+        }
+        Err(refused) => {
+            p.add(refusal(refused, path, text));
+            None
+        }
+    }
+}
+
+/// Why a section at `path` could not be read.
+fn refusal(refused: Refused, path: &str, text: &str) -> ConfigError {
     let position = |at: usize| {
         let (line, column) = line_and_column(text, at);
         format!("line {line}, column {column}")
-    };
-    let refused = match json::parse(raw.text, raw.at, budget) {
-        Ok(tree) => {
-            report_repeats(&tree, path, text, p);
-            return Some(tree);
-        }
-        Err(refused) => refused,
     };
     let message = match refused {
         Refused::TooManyValues => format!(
@@ -278,12 +308,11 @@ fn tree<'a>(
         ),
         Refused::Unreadable(at, why) => format!("cannot be read at {}: {why}", position(at)),
     };
-    p.add(ConfigError {
+    ConfigError {
         path: path.to_owned(),
         message,
         value: None,
-    });
-    None
+    }
 }
 
 /// Reports every key that appears twice in one object of `json`, wherever it is.

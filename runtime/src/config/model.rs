@@ -13,8 +13,68 @@ use std::time::Duration;
 pub struct Config {
     /// `extra_config.redis`.
     pub redis: RedisConfig,
-    /// `extra_config["plugin/redplug"]`: each plugin's own config, by plugin name.
+    /// `extra_config["plugin/redplug"]`: each plugin's own config, by plugin name: the service
+    /// default a scope falls back to when it gives no settings of its own.
     pub plugins: BTreeMap<String, serde_json::Value>,
+    /// `endpoints[]`, in file order.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One entry of `endpoints[]`: what redplug reads of it.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// `endpoint`: the path pattern served, with `{param}` placeholders.
+    pub endpoint: String,
+    /// `method` (default `GET`).
+    pub method: http::Method,
+    /// `timeout`, when the endpoint sets one.
+    pub timeout: Option<Duration>,
+    /// `output_encoding`, when the endpoint sets one.
+    pub output_encoding: Option<String>,
+    /// `backend[]`, in order.
+    pub backends: Vec<BackendConfig>,
+    /// `extra_config["plugin/redplug"]`: the plugins wrapping the whole endpoint.
+    pub plugins: Option<ScopeConfig>,
+    /// Where the endpoint is in the file, such as `endpoints[3]`.
+    pub path: String,
+}
+
+/// One entry of an endpoint's `backend[]`: what redplug reads of it.
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    /// `host`: base URLs to call, in turn; the top level's `host` when the backend has none.
+    pub hosts: Vec<String>,
+    /// `url_pattern`: the path called, with the endpoint's `{param}`s.
+    pub url_pattern: String,
+    /// `method`, when it differs from the endpoint's.
+    pub method: Option<http::Method>,
+    /// `encoding`, when the backend sets one.
+    pub encoding: Option<String>,
+    /// `extra_config["plugin/redplug"]`: the plugins wrapping this backend's call.
+    pub plugins: Option<ScopeConfig>,
+    /// Where the backend is in the file, such as `endpoints[3].backend[0]`.
+    pub path: String,
+}
+
+/// `extra_config["plugin/redplug"]` of an endpoint or backend: `{"name": [...], "<plugin>":
+/// {...}}`, KrakenD's modifier shape.
+#[derive(Clone, Debug)]
+pub struct ScopeConfig {
+    /// Where the scope is in the file.
+    pub path: String,
+    /// `name`: the plugins to run, in order, each with the settings this scope gives it.
+    pub plugins: Vec<ScopedPlugin>,
+}
+
+/// One plugin listed in a scope's `name`.
+#[derive(Clone, Debug)]
+pub struct ScopedPlugin {
+    /// The plugin's registered name.
+    pub name: String,
+    /// Where it is listed, such as `endpoints[0].extra_config["plugin/redplug"].name[1]`.
+    pub name_path: String,
+    /// Its settings in this scope and where they are, if the scope gives any.
+    pub settings: Option<(serde_json::Value, String)>,
 }
 
 /// `extra_config.redis`.

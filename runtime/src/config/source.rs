@@ -28,8 +28,31 @@ pub(crate) struct Sections<'a> {
     pub text: &'a str,
     /// `extra_config`, when present.
     pub extra_config: Option<Extra<'a>>,
+    /// The gateway's own top-level keys that redplug reads ([`GATEWAY_KEYS`]), as written.
+    pub gateway: Vec<(&'static str, Raw<'a>)>,
     /// Problems found at this level (duplicate keys, a top level that is not an object).
     pub problems: Vec<ConfigError>,
+}
+
+/// The gateway's top-level keys redplug reads: the endpoints to run plugins on and serve, and
+/// how `redplug serve` listens. The rest of the top level is skipped unread.
+pub(crate) const GATEWAY_KEYS: [&str; 6] = [
+    "endpoints",
+    "host",
+    "port",
+    "listen_ip",
+    "timeout",
+    "debug_endpoint",
+];
+
+impl<'a> Sections<'a> {
+    /// The top-level `key`, if the file has it.
+    pub(crate) fn gateway(&self, key: &str) -> Option<Raw<'a>> {
+        self.gateway
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, raw)| *raw)
+    }
 }
 
 /// What `extra_config` holds for us.
@@ -192,6 +215,20 @@ impl<'de, 's> Visitor<'de> for Top<'s, 'de> {
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         let text = self.sections.text;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if let Some(known) = GATEWAY_KEYS.iter().find(|known| **known == key) {
+                let raw: &'de RawValue = map.next_value()?;
+                let at = offset_in(text, raw.get());
+                if self.sections.gateway(known).is_some() {
+                    self.sections.problems.push(duplicate(known, text, at));
+                } else {
+                    let raw = Raw {
+                        text: raw.get(),
+                        at,
+                    };
+                    self.sections.gateway.push((known, raw));
+                }
+                continue;
+            }
             if key != "extra_config" {
                 map.next_value::<IgnoredAny>()?;
                 continue;
