@@ -58,6 +58,7 @@ fn plugin(input: &Input) -> TokenStream {
 
     let mut needs = Vec::new();
     let mut inits = Vec::new();
+    let mut check = None;
     for field in input.fields() {
         let ty = field.ty;
         let span = ty.span();
@@ -70,7 +71,11 @@ fn plugin(input: &Input) -> TokenStream {
             Some(Role::Selectors) => quote_spanned! {span=>
                 <#ty as #krate::__private::SelectorsField>::from_selectors(__context.selectors())
             },
-            Some(Role::Config) => config(&krate, ty),
+            Some(Role::Config) => {
+                let value = config(&krate, ty);
+                check = Some(quote!(::core::result::Result::map(#value, ::core::mem::drop)));
+                quote!(#value?)
+            }
             None => {
                 quote_spanned!(span=> <#ty as #krate::__private::DefaultField>::default_field())
             }
@@ -79,6 +84,16 @@ fn plugin(input: &Input) -> TokenStream {
         inits.push(quote!(#member: #init));
     }
 
+    // Only a plugin with a config has anything to check; the trait's default says `Ok`.
+    let check_config = check.map(|check| {
+        quote! {
+            fn check_config(
+                __context: &#krate::__private::BuildContext<'_>,
+            ) -> ::core::result::Result<(), #krate::BuildError> {
+                #check
+            }
+        }
+    });
     quote! {
         #[automatically_derived]
         impl #krate::Plugin for #ident #where_clause {
@@ -90,6 +105,7 @@ fn plugin(input: &Input) -> TokenStream {
             ) -> ::core::result::Result<Self, #krate::BuildError> {
                 ::core::result::Result::Ok(Self { #(#inits),* })
             }
+            #check_config
         }
 
         const _: () = {
@@ -163,7 +179,8 @@ fn connection(
 }
 
 /// `#[plugin(config)]`: deserialize the plugin's config, falling back to `Default` when the
-/// type has one (chosen at compile time by autoref specialisation, see `__private`).
+/// type has one (chosen at compile time by autoref specialisation, see `__private`). The
+/// expression is the `Result`; `build` applies `?` to it and `check_config` drops the value.
 fn config(krate: &TokenStream, ty: &Type) -> TokenStream {
     let span = ty.span();
     let type_name = type_display(ty);
@@ -171,12 +188,11 @@ fn config(krate: &TokenStream, ty: &Type) -> TokenStream {
         {
             #[allow(unused_imports)]
             use #krate::__private::{ViaDefault as _, ViaNoDefault as _};
-            fn __config_field<__T: #krate::__private::ConfigField>() {}
-            __config_field::<#ty>();
-            __context.config::<#ty>(
+            #krate::__private::config_field::<#ty>(
+                __context,
                 #type_name,
                 (&&#krate::__private::ConfigDefault::<#ty>::new()).fallback(),
-            )?
+            )
         }
     }
 }
@@ -202,6 +218,7 @@ fn fallback(input: &Input) -> TokenStream {
             ) -> ::core::result::Result<Self, #krate::BuildError> {
                 ::core::result::Result::Err(#krate::BuildError::Config {
                     plugin: ::core::convert::Into::into(#name),
+                    at: ::core::default::Default::default(),
                     path: ::core::default::Default::default(),
                     message: ::core::convert::Into::into(
                         "not built: `#[derive(Plugin)]` rejected this type at compile time",

@@ -96,13 +96,15 @@ impl From<http::Error> for PluginError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The plugin's own config under `extra_config["plugin/redplug"]` did not deserialize.
-    #[error(
-        "plugin `{plugin}`: its config at `extra_config[\"plugin/redplug\"][\"{plugin}\"]{path}` is invalid: {message}"
-    )]
+    /// The plugin's own config (under `extra_config["plugin/redplug"]`, or a scope's settings)
+    /// did not deserialize.
+    #[error("plugin `{plugin}`: its config at `{at}{path}` is invalid: {message}")]
     Config {
         /// The plugin's registered name.
         plugin: String,
+        /// Where the config is in the gateway's config file, such as
+        /// `extra_config["plugin/redplug"]["counter"]`.
+        at: String,
         /// Where inside the plugin's config the problem is (`.limit`, `.rules[2].key`), empty
         /// for the root.
         path: String,
@@ -111,11 +113,13 @@ pub enum BuildError {
     },
     /// The plugin's config type has no `Default` and the config gives no value for it.
     #[error(
-        "plugin `{plugin}` needs a config of type `{type_name}` at `extra_config[\"plugin/redplug\"][\"{plugin}\"]`, and there is none; add it, or implement `Default` for `{type_name}`"
+        "plugin `{plugin}` needs a config of type `{type_name}` at `{at}`, and there is none; add it, or implement `Default` for `{type_name}`"
     )]
     MissingConfig {
         /// The plugin's registered name.
         plugin: String,
+        /// Where the config would be in the gateway's config file.
+        at: String,
         /// The Rust type of the `#[plugin(config)]` field.
         type_name: &'static str,
     },

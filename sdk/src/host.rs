@@ -48,3 +48,13 @@ pub fn build(
 ) -> Result<BuiltPlugin, BuildError> {
     registration.build(context)
 }
+
+/// Checks the plugin's own config in `context` the way [`build`] would read it, without
+/// building the plugin: `context` may hold no connections. A host calls it for every place a
+/// plugin runs before it connects to anything, to report every bad config at once.
+pub fn check_config(
+    registration: &Registration,
+    context: &BuildContext<'_>,
+) -> Result<(), BuildError> {
+    registration.check_config(context)
+}

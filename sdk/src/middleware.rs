@@ -24,8 +24,8 @@ pub enum Flow {
     Respond(Response),
 }
 
-/// A plugin's behaviour around one request. Both hooks default to doing nothing, so a plugin
-/// implements only the side it needs:
+/// A plugin's behaviour around one request, and around its own life. Every hook defaults to
+/// doing nothing, so a plugin implements only what it needs:
 ///
 /// ```
 /// use redplug::prelude::*;
@@ -68,6 +68,19 @@ pub trait Middleware: Send + Sync + 'static {
         let _ = response;
         Now(|| Ok(()))
     }
+
+    /// Runs once after the plugin is built with its connections and settings, before its
+    /// first request: load a script, warm a cache, check a key space. An error stops the
+    /// gateway's startup with a message naming the plugin and where it runs.
+    fn init(&self) -> impl Future<Output = Result<(), PluginError>> + Send {
+        Now(|| Ok(()))
+    }
+
+    /// Runs once when the runtime shuts down, after requests stopped and before its
+    /// connections close: flush what the plugin buffered, release what it holds.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        Now(|| ())
+    }
 }
 
 /// The default hooks' future: ready at once and zero-sized, so boxing it for the runtime
@@ -96,6 +109,10 @@ pub trait DynMiddleware: Send + Sync + 'static {
         &'a self,
         response: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), PluginError>>;
+    /// [`Middleware::init`], boxed.
+    fn init(&self) -> BoxFuture<'_, Result<(), PluginError>>;
+    /// [`Middleware::shutdown`], boxed.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
 impl<T: Middleware> DynMiddleware for T {
@@ -111,6 +128,14 @@ impl<T: Middleware> DynMiddleware for T {
         response: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(Middleware::on_response(self, response))
+    }
+
+    fn init(&self) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(Middleware::init(self))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Middleware::shutdown(self))
     }
 }
 

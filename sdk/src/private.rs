@@ -106,6 +106,17 @@ pub trait ConfigField: serde::de::DeserializeOwned {}
 
 impl<T: serde::de::DeserializeOwned> ConfigField for T {}
 
+/// The `#[plugin(config)]` field, read from `context`. `build` and `check_config` both call
+/// this one function, so that a type that does not deserialize gets one error, not one per
+/// generated function.
+pub fn config_field<T: ConfigField>(
+    context: &BuildContext<'_>,
+    type_name: &'static str,
+    fallback: Option<T>,
+) -> Result<T, crate::BuildError> {
+    context.config(type_name, fallback)
+}
+
 /// Autoref specialisation: `(&&ConfigDefault::<T>::new()).fallback()` is `Some(T::default())`
 /// when `T: Default` and `None` otherwise, decided at compile time for a concrete `T`.
 pub struct ConfigDefault<T>(core::marker::PhantomData<T>);

@@ -23,6 +23,15 @@ pub trait Plugin: Middleware + Sized {
     /// Builds the plugin from connections the runtime has already resolved.
     #[doc(hidden)]
     fn build(context: &mut BuildContext<'_>) -> Result<Self, BuildError>;
+
+    /// Checks the plugin's own config the way [`Plugin::build`] reads it, without building the
+    /// plugin or needing its connections, so that a host can report every bad config before it
+    /// connects to anything.
+    #[doc(hidden)]
+    fn check_config(context: &BuildContext<'_>) -> Result<(), BuildError> {
+        let _ = context;
+        Ok(())
+    }
 }
 
 /// One named connection a plugin field asks for.
@@ -97,6 +106,7 @@ pub struct Registration {
     /// The connections the plugin asks for ([`Plugin::NEEDS`]).
     pub needs: &'static [Need],
     build: fn(&mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError>,
+    check_config: fn(&BuildContext<'_>) -> Result<(), BuildError>,
     type_id: fn() -> TypeId,
 }
 
@@ -110,6 +120,7 @@ impl Registration {
             location,
             needs: T::NEEDS,
             build: build_erased::<T>,
+            check_config: T::check_config,
             type_id: TypeId::of::<T>,
         }
     }
@@ -117,6 +128,11 @@ impl Registration {
     /// Builds the plugin (see [`crate::host::build`]).
     pub(crate) fn build(&self, context: &mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError> {
         (self.build)(context)
+    }
+
+    /// Checks the plugin's config (see [`crate::host::check_config`]).
+    pub(crate) fn check_config(&self, context: &BuildContext<'_>) -> Result<(), BuildError> {
+        (self.check_config)(context)
     }
 
     /// The plugin type's `TypeId`.
@@ -179,10 +195,14 @@ pub struct BuildContext<'a> {
     resolved: Vec<Resolved>,
     selectors: &'a RedisSelectors,
     config: Option<&'a serde_json::Value>,
+    /// Where the config is (or would be) in the gateway's config file, for errors.
+    config_at: String,
 }
 
 impl<'a> BuildContext<'a> {
-    /// `resolved` must hold one entry per need, in the order of `needs`.
+    /// `resolved` must hold one entry per need, in the order of `needs`. `config` is the
+    /// plugin's service-level config, at `extra_config["plugin/redplug"]["<plugin>"]`, unless
+    /// [`BuildContext::config_at`] says where else it comes from.
     pub fn new(
         plugin: &'static str,
         needs: &'static [Need],
@@ -196,7 +216,15 @@ impl<'a> BuildContext<'a> {
             resolved,
             selectors,
             config,
+            config_at: format!("extra_config[\"plugin/redplug\"][{plugin:?}]"),
         }
+    }
+
+    /// Says where in the gateway's config file the plugin's config is (or would be), such as
+    /// `endpoints[0].extra_config["plugin/redplug"].rate_limit`, for its errors.
+    pub fn config_at(mut self, at: impl Into<String>) -> Self {
+        self.config_at = at.into();
+        self
     }
 
     /// The needs this context was prepared for, in the order generated code indexes them.
@@ -237,6 +265,7 @@ impl<'a> BuildContext<'a> {
                 let path = error.path().to_string();
                 BuildError::Config {
                     plugin: self.plugin.to_owned(),
+                    at: self.config_at.clone(),
                     path: if path == "." {
                         String::new()
                     } else {
@@ -247,6 +276,7 @@ impl<'a> BuildContext<'a> {
             }),
             None => fallback.ok_or_else(|| BuildError::MissingConfig {
                 plugin: self.plugin.to_owned(),
+                at: self.config_at.clone(),
                 type_name,
             }),
         }

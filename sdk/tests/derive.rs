@@ -233,6 +233,7 @@ fn a_bad_config_names_the_path_inside_it() {
         plugin,
         path,
         message,
+        ..
     } = &error
     else {
         panic!("expected a config error, got {error:?}");
@@ -257,7 +258,9 @@ fn a_bad_config_names_the_path_inside_it() {
 #[test]
 fn a_missing_config_without_default_is_an_error() {
     match build_rate_limiter(None).unwrap_err() {
-        BuildError::MissingConfig { plugin, type_name } => {
+        BuildError::MissingConfig {
+            plugin, type_name, ..
+        } => {
             assert_eq!(plugin, "rate_limiter");
             assert_eq!(type_name, "RateLimiterConfig");
         }
