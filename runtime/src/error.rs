@@ -72,6 +72,18 @@ pub enum StartupError {
     /// Plugins could not be built (usually their own config is invalid).
     #[error("{}", BuildErrors(.0))]
     Build(Vec<BuildError>),
+    /// A plugin's `init` hook failed or panicked. The plugins initialized before it were shut
+    /// down again and every connection closed.
+    #[error("plugin `{plugin}` ({scope}) failed to initialize: {source}")]
+    Init {
+        /// The plugin's name.
+        plugin: String,
+        /// Where the failing instance runs: `service`, or an endpoint or backend.
+        scope: String,
+        /// What its hook returned.
+        #[source]
+        source: redplug::PluginError,
+    },
     /// [`RuntimeBuilder::only_plugins`](crate::RuntimeBuilder::only_plugins) named plugins that
     /// are not registered.
     #[error("{}", UnknownPlugins(.0))]

@@ -140,10 +140,12 @@
 pub mod cli;
 mod cluster;
 pub mod config;
+mod endpoint;
 mod error;
 mod failure;
 #[cfg(feature = "tower")]
 mod layer;
+mod lifecycle;
 mod names;
 mod net;
 mod pipeline;
@@ -151,8 +153,10 @@ mod pool;
 mod registry;
 mod retry;
 mod runtime;
+mod scopes;
 mod telemetry;
 
+pub use endpoint::{Backend, Endpoint};
 pub use error::{StartupError, UnknownPlugin, UnresolvedNeed};
 #[cfg(feature = "tower")]
 pub use layer::{PluginLayer, PluginService};

@@ -14,16 +14,21 @@ use redplug::{Flow, PluginError, Request, Response};
 
 use crate::Runtime;
 use crate::error::UnknownPlugin;
+use crate::registry::{PluginEntry, Scope};
 
-/// An ordered list of plugins, resolved by name once. Requests run through `on_request` in
-/// order; responses run through `on_response` in reverse order, like layers of an onion.
+/// An ordered list of plugins, resolved once. Requests run through `on_request` in order;
+/// responses run through `on_response` in reverse order, like layers of an onion.
 #[derive(Clone)]
 pub struct Pipeline {
     plugins: Arc<[(&'static str, Arc<dyn DynMiddleware>)]>,
+    /// Where the chain runs, for logs: `service`, or an endpoint or backend.
+    scope: Arc<str>,
 }
 
 impl Pipeline {
-    /// The plugins called `names`, in that order.
+    /// The service-level plugins called `names`, in that order. (The chains that the config
+    /// lists per endpoint and backend are [`Endpoint::chain`](crate::Endpoint::chain) and
+    /// [`Backend::chain`](crate::Backend::chain).)
     pub fn new<'a>(
         runtime: &Runtime,
         names: impl IntoIterator<Item = &'a str>,
@@ -38,12 +43,36 @@ impl Pipeline {
         }
         Ok(Self {
             plugins: plugins.into(),
+            scope: Arc::from(Scope::SERVICE),
         })
+    }
+
+    /// The chain of the instances `entries`, running at `scope`.
+    pub(crate) fn of(scope: Arc<str>, entries: &[PluginEntry]) -> Self {
+        let plugins: Vec<_> = entries
+            .iter()
+            .map(|entry| (entry.registration.name, entry.middleware.clone()))
+            .collect();
+        Self {
+            plugins: plugins.into(),
+            scope,
+        }
     }
 
     /// The plugins' names, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.plugins.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// Where the chain runs: `service` for one built with [`Pipeline::new`], or the endpoint
+    /// (`GET /v1/users/{id}`) or backend (`GET /v1/users/{id} backend 0`) it belongs to.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Whether the chain has no plugin.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
     }
 
     /// Runs `request` through every plugin and `backend`. A plugin that answers early skips
@@ -68,10 +97,12 @@ impl Pipeline {
                 match hook.await {
                     Ok(Ok(Flow::Continue)) => {}
                     Ok(Ok(Flow::Respond(response))) => break 'respond response,
-                    Ok(Err(error)) => break 'respond error_response(name, "on_request", &error),
+                    Ok(Err(error)) => {
+                        break 'respond error_response(name, &self.scope, "on_request", &error);
+                    }
                     Err(panic) => {
                         entered -= 1;
-                        break 'respond panic_response(name, "on_request", &*panic);
+                        break 'respond panic_response(name, &self.scope, "on_request", &*panic);
                     }
                 }
             }
@@ -83,8 +114,12 @@ impl Pipeline {
             let hook = AssertUnwindSafe(plugin.on_response(&mut response)).catch_unwind();
             match hook.await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => response = error_response(name, "on_response", &error),
-                Err(panic) => response = panic_response(name, "on_response", &*panic),
+                Ok(Err(error)) => {
+                    response = error_response(name, &self.scope, "on_response", &error);
+                }
+                Err(panic) => {
+                    response = panic_response(name, &self.scope, "on_response", &*panic);
+                }
             }
         }
         reframe(received, response.body().len(), response.headers_mut());
@@ -105,7 +140,12 @@ fn reframe(len: usize, now: usize, headers: &mut HeaderMap) {
 /// The response for a failed hook: the error's status and a short body. The log line carries
 /// the whole error chain: at error level when the plugin failed (5xx), at debug level when it
 /// refused the client (4xx), which any client could otherwise use to flood the log.
-pub(crate) fn error_response(plugin: &str, hook: &str, error: &PluginError) -> Response {
+pub(crate) fn error_response(
+    plugin: &str,
+    scope: &str,
+    hook: &str,
+    error: &PluginError,
+) -> Response {
     let status = error.status();
     let status = if status.is_client_error() || status.is_server_error() {
         status
@@ -113,27 +153,38 @@ pub(crate) fn error_response(plugin: &str, hook: &str, error: &PluginError) -> R
         StatusCode::INTERNAL_SERVER_ERROR
     };
     if status.is_server_error() {
-        tracing::error!(plugin, hook, %status, error = %error, "plugin failed");
+        tracing::error!(plugin, scope, hook, %status, error = %error, "plugin failed");
     } else {
-        tracing::debug!(plugin, hook, %status, error = %error, "plugin refused the request");
+        tracing::debug!(plugin, scope, hook, %status, error = %error, "plugin refused the request");
     }
     plain(status)
 }
 
 /// The response for a hook that panicked: 500, and a log line naming the plugin and hook.
-pub(crate) fn panic_response(plugin: &str, hook: &str, panic: &(dyn Any + Send)) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
+pub(crate) fn panic_response(
+    plugin: &str,
+    scope: &str,
+    hook: &str,
+    panic: &(dyn Any + Send),
+) -> Response {
+    let message = panic_message(panic);
     tracing::error!(
         plugin,
+        scope,
         hook,
         panic = message,
         "plugin panicked; answering 500"
     );
     plain(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// What a panic said, when it said it with a string.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 fn plain(status: StatusCode) -> Response {

@@ -1,19 +1,21 @@
 //! The registry walk: every `#[derive(Plugin)]` type linked into the binary, its needs
-//! resolved once against the configured connections, and the plugin built.
+//! resolved once against the configured connections, and the plugin built: once at the
+//! service level for a plugin no endpoint lists, and once per place for a plugin that
+//! endpoints or backends list, each with the settings of its place.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use redplug::host::{self, BuildContext, DynMiddleware, Resolved};
-use redplug::{NeedKind, RedisSelectors, Registration};
+use redplug::{BuildError, NeedKind, RedisSelectors, Registration};
 
-use crate::config::Config;
 use crate::config::text::shown;
+use crate::config::{Config, ConfigError, EndpointConfig, ScopeConfig, ScopedPlugin};
 use crate::error::StartupError;
 use crate::names::closest;
 
-/// One built plugin as the runtime keeps it.
+/// One built plugin instance as the runtime keeps it.
 #[derive(Clone)]
 pub(crate) struct PluginEntry {
     /// Its registration (name, type, needs, source location).
@@ -24,13 +26,43 @@ pub(crate) struct PluginEntry {
     pub(crate) any: Arc<dyn Any + Send + Sync>,
     /// What each need resolved to: `None` for an optional need with no such name.
     pub(crate) received: Vec<Option<String>>,
+    /// Where the instance runs: `service`, or an endpoint or backend (see [`Scope`]).
+    pub(crate) scope: Arc<str>,
+    /// Where its settings are in the config file, if it has any.
+    pub(crate) settings: Option<String>,
 }
 
-/// Every built plugin, by name and by type.
+/// Every built plugin: the service-level instances by name and type, the scoped ones with
+/// their endpoints, and all of them in the order they were built.
 #[derive(Clone, Default)]
 pub(crate) struct Plugins {
     pub(crate) by_name: BTreeMap<&'static str, PluginEntry>,
     pub(crate) by_type: HashMap<TypeId, &'static str>,
+    /// Every instance, service-level first, then each endpoint's and its backends' in file
+    /// order: the order of `init`, and in reverse of `shutdown`.
+    pub(crate) all: Vec<PluginEntry>,
+    /// The chains of every endpoint, in file order.
+    pub(crate) endpoints: Vec<Vec<PluginEntry>>,
+    /// The chains of every endpoint's backends.
+    pub(crate) backends: Vec<Vec<Vec<PluginEntry>>>,
+}
+
+/// Where a plugin instance runs, as logs and reports name it.
+pub(crate) struct Scope;
+
+impl Scope {
+    /// The single instance of a plugin no endpoint lists.
+    pub(crate) const SERVICE: &'static str = "service";
+
+    /// An endpoint: `GET /v1/users/{id}`.
+    pub(crate) fn endpoint(endpoint: &EndpointConfig) -> String {
+        format!("{} {}", endpoint.method, shown(&endpoint.endpoint))
+    }
+
+    /// One backend of an endpoint: `GET /v1/users/{id} backend 0`.
+    pub(crate) fn backend(endpoint: &EndpointConfig, index: usize) -> String {
+        format!("{} backend {index}", Scope::endpoint(endpoint))
+    }
 }
 
 /// Rejects two registrations with one name, naming both types and where they are declared.
@@ -80,55 +112,185 @@ fn resolve(registration: &Registration, selectors: &RedisSelectors) -> Vec<Resol
         .collect()
 }
 
-/// Resolves and builds every plugin in `registrations`.
+/// Where an instance goes once built.
+#[derive(Clone, Copy)]
+enum Place {
+    Service,
+    Endpoint(usize),
+    Backend(usize, usize),
+}
+
+/// One plugin instance to build: which plugin, where it runs, and the listing that put it
+/// there (with that place's settings), if any.
+struct Planned<'c> {
+    registration: &'static Registration,
+    place: Place,
+    scope: Arc<str>,
+    listed: Option<&'c ScopedPlugin>,
+}
+
+/// Every instance `config` asks for, in build order: at the service level the plugins that no
+/// endpoint or backend lists, then one instance per listing, endpoint by endpoint. Names no
+/// registration has are left out (see [`crate::scopes::check`]).
+fn plan<'c>(registrations: &[&'static Registration], config: &'c Config) -> Vec<Planned<'c>> {
+    let listed: HashSet<&str> = scopes(config)
+        .flat_map(|(scope, _)| scope.plugins.iter().map(|plugin| plugin.name.as_str()))
+        .collect();
+    let by_name: HashMap<&str, &'static Registration> =
+        registrations.iter().map(|r| (r.name, *r)).collect();
+    let mut planned: Vec<Planned<'c>> = registrations
+        .iter()
+        .filter(|registration| !listed.contains(registration.name))
+        .map(|registration| Planned {
+            registration,
+            place: Place::Service,
+            scope: Arc::from(Scope::SERVICE),
+            listed: None,
+        })
+        .collect();
+    let mut chain = |scope: Option<&'c ScopeConfig>, place: Place, label: String| {
+        let label: Arc<str> = Arc::from(label);
+        let listings = scope.into_iter().flat_map(|scope| &scope.plugins);
+        for plugin in listings {
+            if let Some(registration) = by_name.get(plugin.name.as_str()) {
+                planned.push(Planned {
+                    registration,
+                    place,
+                    scope: label.clone(),
+                    listed: Some(plugin),
+                });
+            }
+        }
+    };
+    for (e, endpoint) in config.endpoints.iter().enumerate() {
+        chain(
+            endpoint.plugins.as_ref(),
+            Place::Endpoint(e),
+            Scope::endpoint(endpoint),
+        );
+        for (b, backend) in endpoint.backends.iter().enumerate() {
+            chain(
+                backend.plugins.as_ref(),
+                Place::Backend(e, b),
+                Scope::backend(endpoint, b),
+            );
+        }
+    }
+    planned
+}
+
+impl<'c> Planned<'c> {
+    /// The settings this instance gets and where they are (or would be) in the file: those
+    /// its place gives, else the service-level ones.
+    fn settings(&self, config: &'c Config) -> (Option<&'c serde_json::Value>, String) {
+        if let Some((value, at)) = self.listed.and_then(|plugin| plugin.settings.as_ref()) {
+            return (Some(value), at.clone());
+        }
+        let name = self.registration.name;
+        let at = format!(
+            "extra_config{}[{}]",
+            crate::config::namespace_segment(),
+            serde_json::Value::from(name)
+        );
+        (config.plugins.get(name), at)
+    }
+}
+
+/// Every plugin instance's own config, checked the way building it will read it, before
+/// anything connects: one problem per bad config, with its path in the file.
+pub(crate) fn check_configs(
+    registrations: &[&'static Registration],
+    config: &Config,
+) -> Vec<ConfigError> {
+    let selectors = RedisSelectors::default();
+    plan(registrations, config)
+        .iter()
+        .filter_map(|planned| {
+            let (settings, at) = planned.settings(config);
+            let registration = planned.registration;
+            let context = BuildContext::new(
+                registration.name,
+                registration.needs,
+                Vec::new(),
+                &selectors,
+                settings,
+            )
+            .config_at(at.clone());
+            let error = host::check_config(registration, &context).err()?;
+            Some(match error {
+                BuildError::Config { path, message, .. } => ConfigError {
+                    path: format!("{at}{path}"),
+                    message: format!(
+                        "is not a valid config for plugin `{}`: {message}",
+                        registration.name
+                    ),
+                    value: None,
+                },
+                BuildError::MissingConfig { type_name, .. } => ConfigError {
+                    path: at,
+                    message: format!(
+                        "is missing; plugin `{}` needs a config of type `{type_name}` here (or \
+                         implement `Default` for `{type_name}`)",
+                        registration.name
+                    ),
+                    value: None,
+                },
+                other => ConfigError {
+                    path: at,
+                    message: other.to_string(),
+                    value: None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Resolves and builds every plugin in `registrations`: at the service level those that no
+/// endpoint or backend lists, and one instance per listing for the others. Every plugin named
+/// in a scope must be among `registrations` (see [`crate::scopes::check`]).
 pub(crate) fn build(
     registrations: Vec<&'static Registration>,
     config: &Config,
     selectors: &RedisSelectors,
 ) -> Result<Plugins, StartupError> {
     check_unique(&registrations)?;
-    let mut plugins = Plugins::default();
-    let mut errors = Vec::new();
-    for registration in registrations {
-        let resolved = resolve(registration, selectors);
-        let received = resolved
+    let mut plugins = Plugins {
+        endpoints: vec![Vec::new(); config.endpoints.len()],
+        backends: config
+            .endpoints
             .iter()
-            .map(|r| match r {
-                Resolved::Pool(pool) => pool.as_ref().map(|p| p.name().to_owned()),
-                Resolved::Cluster(cluster) => cluster.as_ref().map(|c| c.name().to_owned()),
-            })
-            .collect();
-        let mut context = BuildContext::new(
-            registration.name,
-            registration.needs,
-            resolved,
-            selectors,
-            config.plugins.get(registration.name),
-        );
-        match host::build(registration, &mut context) {
-            Ok(built) => {
+            .map(|endpoint| vec![Vec::new(); endpoint.backends.len()])
+            .collect(),
+        ..Plugins::default()
+    };
+    let mut errors = Vec::new();
+    for planned in plan(&registrations, config) {
+        let entry = match build_one(&planned, config, selectors) {
+            Ok(entry) => entry,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        match planned.place {
+            Place::Service => {
+                let registration = planned.registration;
                 plugins
                     .by_type
                     .insert(registration.type_id(), registration.name);
-                plugins.by_name.insert(
-                    registration.name,
-                    PluginEntry {
-                        registration,
-                        middleware: built.middleware,
-                        any: built.any,
-                        received,
-                    },
-                );
+                plugins.by_name.insert(registration.name, entry.clone());
             }
-            Err(error) => errors.push(error),
+            Place::Endpoint(e) => plugins.endpoints[e].push(entry.clone()),
+            Place::Backend(e, b) => plugins.backends[e][b].push(entry.clone()),
         }
+        plugins.all.push(entry);
     }
     if !errors.is_empty() {
         return Err(StartupError::Build(errors));
     }
+    let known: Vec<&str> = registrations.iter().map(|r| r.name).collect();
     for name in config.plugins.keys() {
-        if !plugins.by_name.contains_key(name.as_str()) {
-            let known: Vec<&str> = plugins.by_name.keys().copied().collect();
+        if !known.contains(&name.as_str()) {
             tracing::warn!(
                 plugin = %shown(name),
                 did_you_mean = ?closest(name, &known),
@@ -140,10 +302,62 @@ pub(crate) fn build(
     Ok(plugins)
 }
 
-/// The startup report: which plugins run and what each received.
+/// Every scope of `config` that lists plugins, with the endpoint it belongs to.
+pub(crate) fn scopes(config: &Config) -> impl Iterator<Item = (&ScopeConfig, &EndpointConfig)> {
+    config.endpoints.iter().flat_map(|endpoint| {
+        let backends = endpoint
+            .backends
+            .iter()
+            .filter_map(move |backend| backend.plugins.as_ref().map(|scope| (scope, endpoint)));
+        endpoint
+            .plugins
+            .as_ref()
+            .map(|scope| (scope, endpoint))
+            .into_iter()
+            .chain(backends)
+    })
+}
+
+/// One instance, resolved and built with its settings.
+fn build_one(
+    planned: &Planned<'_>,
+    config: &Config,
+    selectors: &RedisSelectors,
+) -> Result<PluginEntry, BuildError> {
+    let registration = planned.registration;
+    let resolved = resolve(registration, selectors);
+    let received = resolved
+        .iter()
+        .map(|r| match r {
+            Resolved::Pool(pool) => pool.as_ref().map(|p| p.name().to_owned()),
+            Resolved::Cluster(cluster) => cluster.as_ref().map(|c| c.name().to_owned()),
+        })
+        .collect();
+    let (settings, at) = planned.settings(config);
+    let has_settings = settings.is_some();
+    let mut context = BuildContext::new(
+        registration.name,
+        registration.needs,
+        resolved,
+        selectors,
+        settings,
+    )
+    .config_at(at.clone());
+    let built = host::build(registration, &mut context)?;
+    Ok(PluginEntry {
+        registration,
+        middleware: built.middleware,
+        any: built.any,
+        received,
+        scope: planned.scope.clone(),
+        settings: has_settings.then_some(at),
+    })
+}
+
+/// The startup report: which plugins run where and what each received.
 fn report(plugins: &Plugins) {
-    tracing::info!(count = plugins.by_name.len(), "redplug plugins registered");
-    for entry in plugins.by_name.values() {
+    tracing::info!(count = plugins.all.len(), "redplug plugins built");
+    for entry in &plugins.all {
         let registration = entry.registration;
         let needs = registration
             .needs
@@ -160,6 +374,8 @@ fn report(plugins: &Plugins) {
             .join(", ");
         tracing::info!(
             plugin = registration.name,
+            scope = %entry.scope,
+            settings = entry.settings.as_deref().unwrap_or("none"),
             type_name = registration.type_name,
             location = %registration.location,
             needs = %needs,

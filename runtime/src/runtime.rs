@@ -1,6 +1,7 @@
 //! [`Runtime`]: what a gateway host starts once and keeps for its lifetime.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redplug::host::{self, DynMiddleware, PoolBackend};
@@ -8,14 +9,16 @@ use redplug::{NeedKind, Plugin, PoolStatus, RedisSelectors, Registration};
 use tokio::task::JoinHandle;
 
 use crate::cluster::ClusterEngine;
+use crate::config::ConfigErrors;
 use crate::config::{self, Config, PoolConfig};
+use crate::endpoint::Endpoint;
 use crate::error::{StartupError, UnknownPlugin};
 use crate::net::dial::Connector;
 use crate::net::tls;
 use crate::pool::PoolEngine;
 use crate::pool::maintenance::{self, Limits};
 use crate::registry::{self, PluginEntry, Plugins};
-use crate::{failure, names};
+use crate::{failure, lifecycle, names, scopes};
 
 /// The running redplug host: every configured pool and cluster, and every registered plugin
 /// built with its connections. Cheap to clone; clones share everything.
@@ -30,7 +33,10 @@ struct Inner {
     clusters: Vec<Arc<ClusterEngine>>,
     selectors: RedisSelectors,
     plugins: Plugins,
+    endpoints: Vec<Endpoint>,
     maintenance: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by the first `shutdown`, so that plugins' shutdown hooks run once.
+    shut_down: AtomicBool,
 }
 
 /// A plugin looked up by name, as the runtime runs it.
@@ -138,6 +144,11 @@ impl Runtime {
         // Names first: a typo must not wait for (or be hidden by) a network failure.
         registry::check_unique(&registrations)?;
         check_names(&registrations, &config)?;
+        let mut problems = scopes::check(&config, &registrations);
+        problems.extend(registry::check_configs(&registrations, &config));
+        if let Some(errors) = ConfigErrors::new(problems, None) {
+            return Err(StartupError::Config(errors));
+        }
 
         let mut pools = Vec::with_capacity(config.redis.connection_pools.len());
         let mut maintenance_tasks = Vec::new();
@@ -180,21 +191,34 @@ impl Runtime {
             pools.iter().map(PoolEngine::handle),
             clusters.iter().map(ClusterEngine::handle),
         );
+        let close = || {
+            for engine in &pools {
+                engine.close();
+            }
+            for cluster in &clusters {
+                cluster.close();
+            }
+            for task in &maintenance_tasks {
+                task.abort();
+            }
+        };
         let plugins = match registry::build(registrations, &config, &selectors) {
             Ok(plugins) => plugins,
             Err(error) => {
-                for engine in &pools {
-                    engine.close();
-                }
-                for cluster in &clusters {
-                    cluster.close();
-                }
-                for task in &maintenance_tasks {
-                    task.abort();
-                }
+                close();
                 return Err(error);
             }
         };
+        if let Err(error) = lifecycle::init(&plugins.all).await {
+            close();
+            return Err(error);
+        }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .zip(plugins.endpoints.iter().zip(&plugins.backends))
+            .map(|(endpoint, (chain, backends))| Endpoint::new(endpoint, chain, backends))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -202,7 +226,9 @@ impl Runtime {
                 clusters,
                 selectors,
                 plugins,
+                endpoints,
                 maintenance: Mutex::new(maintenance_tasks),
+                shut_down: AtomicBool::new(false),
             }),
         })
     }
@@ -247,9 +273,19 @@ impl Runtime {
         self.inner.pools.iter().map(|p| p.status()).collect()
     }
 
-    /// Stops maintenance and closes every connection. Commands issued afterwards fail with an
-    /// error saying the runtime is shut down.
+    /// The endpoints the config lists, in file order, each with the plugin chain of the
+    /// endpoint and of each backend: what a host mounts.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.inner.endpoints
+    }
+
+    /// Runs every plugin instance's `shutdown` hook (once, the last built first), then stops
+    /// maintenance and closes every connection. Commands issued afterwards fail with an error
+    /// saying the runtime is shut down. Call it after the host stopped taking requests.
     pub async fn shutdown(&self) {
+        if !self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            lifecycle::shutdown(&self.inner.plugins.all).await;
+        }
         let tasks = match self.inner.maintenance.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),

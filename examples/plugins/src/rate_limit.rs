@@ -25,6 +25,9 @@ use serde::{Deserialize, Deserializer};
 ///
 /// Clients are told apart by the `key_header` request header; requests without it share one
 /// budget (`ratelimit:anonymous`), so leaving the header out is no way around the limit.
+///
+/// Listed at several endpoints, each place counts under its own `key_prefix`, so that each has
+/// a budget of its own; places that share a prefix share their budget.
 #[derive(Plugin)]
 #[plugin(name = "rate_limit")]
 pub struct RateLimit {
@@ -46,6 +49,8 @@ pub struct RateLimitConfig {
     pub window: Duration,
     /// The request header that identifies a client (default `x-client-id`).
     pub key_header: String,
+    /// The start of every counter's key (default `ratelimit`): `<key_prefix>:<client>`.
+    pub key_prefix: String,
 }
 
 impl Default for RateLimitConfig {
@@ -54,6 +59,7 @@ impl Default for RateLimitConfig {
             limit: 10,
             window: Duration::from_secs(1),
             key_header: "x-client-id".to_owned(),
+            key_prefix: "ratelimit".to_owned(),
         }
     }
 }
@@ -65,7 +71,7 @@ impl Middleware for RateLimit {
             .get(&self.config.key_header)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("anonymous");
-        let key = format!("ratelimit:{client}");
+        let key = format!("{}:{client}", self.config.key_prefix);
         let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
 
         // One round trip, applied as a unit: count the request, start the window on its first
