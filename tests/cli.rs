@@ -86,7 +86,7 @@ fn a_good_config_resolves_every_example_plugin() {
         "pool  redis_at_eight      localhost:6379  db 8",
         "redis  pool `redis_at_eight`      ok",
         "redis  pool `ratelimit_counters`  ok",
-        "own config: extra_config[\"plugin/redplug\"][\"rate_limit\"]",
+        "runs once, at the service level, with settings extra_config[\"plugin/redplug\"][\"rate_limit\"]",
         "ok: the config is valid and every required connection resolves",
     ] {
         assert!(
@@ -261,6 +261,94 @@ fn json_check_reports_plugins_needs_and_config() {
         }])
     );
     assert_eq!(plugins[0]["config"]["present"], false);
+}
+
+/// `gateway` with endpoints that list the example plugins, one with settings of its own.
+fn with_endpoints(mut config: Value, counter_at_backend: &str) -> Value {
+    config["endpoints"] = json!([
+        {"endpoint": "/v1/users/{id}",
+         "extra_config": {"plugin/redplug": {"name": ["rate_limit"],
+             "rate_limit": {"limit": 2, "key_prefix": "users"}}},
+         "backend": [{"host": ["http://users:8080"], "url_pattern": "/users/{id}",
+             "extra_config": {"plugin/redplug": {"name": [counter_at_backend]}}}]},
+        {"endpoint": "/v1/status", "method": "HEAD",
+         "extra_config": {"plugin/redplug": {"name": ["rate_limit"]}},
+         "backend": [{"host": ["http://status:8080"], "url_pattern": "/status"}]}
+    ]);
+    config
+}
+
+#[test]
+fn check_shows_each_endpoint_s_chain_and_the_settings_of_each_instance() {
+    let config = with_endpoints(gateway("localhost:6379", "redis_at_eight"), "counter");
+    let file = config_file(&config);
+    let path = file.path().to_str().unwrap();
+    let out = redplug(&["check", path]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    for line in [
+        "    runs at 2 places (see endpoints); places without settings of their own use \
+         extra_config[\"plugin/redplug\"][\"rate_limit\"]",
+        "2 endpoints:",
+        "  GET /v1/users/{id}  endpoints[0]",
+        "    rate_limit  settings endpoints[0].extra_config[\"plugin/redplug\"].rate_limit",
+        "    backend 0   GET /users/{id} on http://users:8080",
+        "      counter  no settings (the plugin's defaults)",
+        "  HEAD /v1/status     endpoints[1]",
+        "    rate_limit  settings extra_config[\"plugin/redplug\"][\"rate_limit\"]",
+        "      no plugins",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "missing line `{line}` in:\n{}",
+            out.stdout
+        );
+    }
+
+    let (_, report) = check_json(path, &[]);
+    assert_eq!(report["ok"], true);
+    let plugins = report["plugins"].as_array().unwrap();
+    assert_eq!(plugins[0]["runs"], json!({"service": false, "places": 1}));
+    assert_eq!(plugins[1]["runs"], json!({"service": false, "places": 2}));
+    assert_eq!(
+        report["endpoints"][0],
+        json!({
+            "method": "GET", "endpoint": "/v1/users/{id}", "path": "endpoints[0]",
+            "chain": [{"name": "rate_limit",
+                       "settings": "endpoints[0].extra_config[\"plugin/redplug\"].rate_limit"}],
+            "backends": [{"method": "GET", "hosts": ["http://users:8080"],
+                          "url_pattern": "/users/{id}", "path": "endpoints[0].backend[0]",
+                          "chain": [{"name": "counter", "settings": null}]}]
+        })
+    );
+    assert_eq!(
+        report["endpoints"][1]["chain"][0]["settings"],
+        "extra_config[\"plugin/redplug\"][\"rate_limit\"]"
+    );
+}
+
+#[test]
+fn check_refuses_an_unknown_plugin_in_a_chain_and_bad_settings_with_their_paths() {
+    let mut config = with_endpoints(gateway("localhost:6379", "redis_at_eight"), "countr");
+    config["endpoints"][0]["extra_config"]["plugin/redplug"]["rate_limit"]["limit"] = json!("2");
+    let file = config_file(&config);
+    let path = file.path().to_str().unwrap();
+    let out = redplug(&["check", path]);
+    assert_eq!(out.code, ExitCode::FAILURE);
+    assert!(out.stdout.contains(": 2 problems"), "{}", out.stdout);
+    let (out, report) = check_json(path, &[]);
+    assert_eq!(out.code, ExitCode::FAILURE);
+    assert_eq!(
+        report["config_errors"],
+        json!([
+            {"path": "endpoints[0].backend[0].extra_config[\"plugin/redplug\"].name[0]",
+             "value": "\"countr\"",
+             "message": "names no registered plugin; did you mean `counter`?"},
+            {"path": "endpoints[0].extra_config[\"plugin/redplug\"].rate_limit.limit",
+             "value": null,
+             "message": "is not a valid config for plugin `rate_limit`: invalid type: string \"2\", expected u64"}
+        ])
+    );
+    assert_eq!(report["endpoints"], json!([]));
 }
 
 #[test]

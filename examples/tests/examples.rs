@@ -158,3 +158,46 @@ fn gateway_runs_plugins_around_a_real_http_backend() {
         "{counters:?}"
     );
 }
+
+#[tokio::test]
+async fn endpoints_runs_each_place_with_its_own_settings() {
+    let server = RedisServer::start();
+    let (stdout, _) = run_with("endpoints", &[], Some(&server));
+    println!("{stdout}");
+    for line in [
+        "GET /v1/users/{id}  (endpoint chain: [\"rate_limit\"])",
+        "backend 0: POST http://orders.internal:8080/orders  (chain: [\"counter\"])",
+        "backend 1: POST http://localhost:9000/audit  (chain: [])",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+    // Limits 2, 5 and the service-level 100, in file order.
+    let statuses: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| {
+            line.split_once(": ")
+                .filter(|_| line.contains("6 requests"))
+        })
+        .map(|(_, statuses)| statuses)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "[200, 200, 429, 429, 429, 429]",
+            "[200, 200, 200, 200, 200, 429]",
+            "[200, 200, 200, 200, 200, 200]",
+        ]
+    );
+    // `counter` ran around the orders backend only, for the five requests let through.
+    let mut conn = server.async_conn().await;
+    let () = redis::cmd("SELECT")
+        .arg(8)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let counted: Option<i64> = conn
+        .get("test:from-resp-modifier:endpoints-example")
+        .await
+        .unwrap();
+    assert_eq!(counted, Some(5));
+}

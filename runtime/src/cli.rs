@@ -14,12 +14,14 @@
 //! ## Commands
 //!
 //! - `redplug check <config.json> [--connect] [--timeout 5s] [--format text|json]` validates the
-//!   gateway config and reports every problem in it at once. With a valid config it then lists
-//!   every plugin linked into the binary, whether each connection the plugin asks for is
-//!   configured (with a did-you-mean for near names), and whether the plugin's own config
-//!   (`extra_config["plugin/redplug"]["<name>"]`) is present. Names are resolved against the file;
-//!   nothing connects unless `--connect` is given, which also PINGs every pool and cluster and
-//!   reports the round-trip time, each attempt bounded by `--timeout`.
+//!   gateway config and reports every problem in it at once, including plugin names that the
+//!   endpoints list but no linked plugin has, and settings a plugin's config type refuses. With
+//!   a valid config it then lists every plugin linked into the binary, whether each connection
+//!   the plugin asks for is configured (with a did-you-mean for near names), where the plugin
+//!   runs (once at the service level, or at the endpoints and backends that list it), and each
+//!   endpoint's chains with the settings every instance is built with. Names are resolved
+//!   against the file; nothing connects unless `--connect` is given, which also PINGs every
+//!   pool and cluster and reports the round-trip time, each attempt bounded by `--timeout`.
 //! - `redplug plugins [--format text|json]` lists the plugins linked into the binary: name, Rust
 //!   type, where it is declared, and the connections it asks for.
 //!
@@ -54,8 +56,14 @@
 //!     { "name": "counter", "type": "my_plugins::Counter",
 //!       "location": { "file": "src/counter.rs", "line": 12 },
 //!       "config": { "path": "extra_config[\"plugin/redplug\"][\"counter\"]", "present": false },
+//!       "runs": { "service": false, "places": 1 },
 //!       "needs": [ { "field": "redis", "kind": "pool", "name": "redis_at_eigth", "optional": false,
 //!                    "resolved": false, "did_you_mean": "redis_at_eight", "configured_as": null } ] } ],
+//!   "endpoints": [
+//!     { "method": "GET", "endpoint": "/v1/users/{id}", "path": "endpoints[0]",
+//!       "chain": [ { "name": "counter", "settings": null } ],
+//!       "backends": [ { "method": "GET", "hosts": ["http://users:8080"], "url_pattern": "/users/{id}",
+//!                       "path": "endpoints[0].backend[0]", "chain": [] } ] } ],
 //!   "problems": [ "plugin `counter` (...), field `redis`: ... did you mean `redis_at_eight`? ..." ],
 //!   "warnings": [],
 //!   "connect": [ { "kind": "pool", "name": "redis_at_eight", "ok": true, "latency_ms": 0.18, "error": null } ] }
@@ -65,6 +73,12 @@
 //!   file as a whole) and the offending value as JSON text (`null` when not shown).
 //! - `connections`: the configured pools and clusters; `db` is given for pools only. Empty when
 //!   the config has errors.
+//! - `runs`: `service` is true for a plugin no endpoint or backend lists (it runs once, at the
+//!   service level); otherwise `places` counts the listings, each its own instance.
+//! - `endpoints`: every endpoint in file order, with the chain of the endpoint and of each
+//!   backend. A link's `settings` is the path of the settings its instance is built with (the
+//!   place's own, else the service level's), `null` for the plugin's defaults. Empty when the
+//!   config has errors.
 //! - `plugins`: empty when the config has errors. `resolved` is false for a name that is not
 //!   configured; `did_you_mean` is a configured name of the same kind close to it, and
 //!   `configured_as` is `"pool"` or `"cluster"` when the name exists as the other kind.
@@ -72,6 +86,7 @@
 //! - `connect`: only with `--connect`; `latency_ms` (two decimals) is set when `ok` is true,
 //!   `error` when it is false.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -87,10 +102,10 @@ use serde::Serialize;
 use futures_util::StreamExt;
 
 use crate::config::text::{invisible_difference, shown};
-use crate::config::{self, Config, PLUGIN_NAMESPACE, RedisConfig};
+use crate::config::{self, Config, ConfigErrors, RedisConfig, ScopeConfig};
 use crate::error::StartupError;
 use crate::runtime::Runtime;
-use crate::{names, registry};
+use crate::{names, registry, scopes};
 use redplug::duration::{GoDuration, parse_duration};
 
 /// The version of the JSON documents this module writes.
@@ -247,6 +262,7 @@ struct CheckReport {
     config_errors: Vec<ConfigErrorInfo>,
     connections: Vec<ConnectionInfo>,
     plugins: Vec<PluginCheck>,
+    endpoints: Vec<EndpointCheck>,
     problems: Vec<String>,
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,7 +292,43 @@ struct PluginCheck {
     type_name: &'static str,
     location: Location,
     config: PluginConfigInfo,
+    runs: RunsInfo,
     needs: Vec<NeedCheck>,
+}
+
+/// Where a plugin runs: at the service level (listed nowhere), or at `places` endpoints and
+/// backends.
+#[derive(Serialize)]
+struct RunsInfo {
+    service: bool,
+    places: usize,
+}
+
+#[derive(Serialize)]
+struct EndpointCheck {
+    method: String,
+    endpoint: String,
+    path: String,
+    chain: Vec<ChainLink>,
+    backends: Vec<BackendCheck>,
+}
+
+#[derive(Serialize)]
+struct BackendCheck {
+    method: String,
+    hosts: Vec<String>,
+    url_pattern: String,
+    path: String,
+    chain: Vec<ChainLink>,
+}
+
+/// One plugin instance of a chain, and the settings it is built with.
+#[derive(Serialize)]
+struct ChainLink {
+    name: String,
+    /// Where its settings are: the place's own, else the service level's; `null` when neither
+    /// gives any (the plugin's defaults).
+    settings: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -378,11 +430,23 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Resu
         config_errors: Vec::new(),
         connections: Vec::new(),
         plugins: Vec::new(),
+        endpoints: Vec::new(),
         problems: Vec::new(),
         warnings: Vec::new(),
         connect: None,
     };
-    match config::load(&args.config) {
+    let registrations = registrations();
+    // The file on its own, then what it lists against the plugins linked into this binary: both
+    // are problems in the file, with their paths, as startup reports them.
+    let loaded = config::load(&args.config).and_then(|config| {
+        let mut problems = scopes::check(&config, &registrations);
+        problems.extend(registry::check_configs(&registrations, &config));
+        match ConfigErrors::new(problems, Some(args.config.clone())) {
+            Some(errors) => Err(errors),
+            None => Ok(config),
+        }
+    });
+    match loaded {
         Err(errors) => {
             report.problems.push(errors.to_string());
             report.config_errors = errors
@@ -396,7 +460,8 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Resu
         }
         Ok(config) => {
             report.connections = connections(&config.redis);
-            check_plugins(&config, &mut report);
+            check_plugins(&config, &registrations, &mut report);
+            report.endpoints = endpoints(&config);
             if args.connect {
                 report.connect = Some(connect(&config, args.timeout, &mut report.problems));
             }
@@ -437,20 +502,29 @@ fn connections(redis: &RedisConfig) -> Vec<ConnectionInfo> {
 
 /// Resolves every need of every registered plugin against the names in the file, the way
 /// startup resolves them against the built connections, without connecting to anything.
-fn check_plugins(config: &Config, report: &mut CheckReport) {
+fn check_plugins(
+    config: &Config,
+    registrations: &[&'static Registration],
+    report: &mut CheckReport,
+) {
     let pools = config.redis.pool_names();
     let clusters = config.redis.cluster_names();
-    let registrations = registrations();
+    let mut places: HashMap<&str, usize> = HashMap::new();
+    for (scope, _) in registry::scopes(config) {
+        for plugin in &scope.plugins {
+            *places.entry(plugin.name.as_str()).or_default() += 1;
+        }
+    }
 
     if registrations.is_empty() {
         report.warnings.push(NO_PLUGINS.to_owned());
     }
-    if let Err(error) = registry::check_unique(&registrations) {
+    if let Err(error) = registry::check_unique(registrations) {
         report.problems.push(error.to_string());
     }
 
     let mut unresolved = Vec::new();
-    for registration in &registrations {
+    for registration in registrations {
         let mut resolutions = Vec::with_capacity(registration.needs.len());
         for need in registration.needs {
             let configured = match need.kind {
@@ -484,8 +558,12 @@ fn check_plugins(config: &Config, report: &mut CheckReport) {
             type_name,
             location,
             config: PluginConfigInfo {
-                path: plugin_config_path(name),
+                path: registry::service_settings_path(name),
                 present: config.plugins.contains_key(name),
+            },
+            runs: RunsInfo {
+                service: !places.contains_key(name),
+                places: places.get(name).copied().unwrap_or(0),
             },
             needs: resolutions,
         });
@@ -505,15 +583,51 @@ fn check_plugins(config: &Config, report: &mut CheckReport) {
             report.warnings.push(format!(
                 "{} configures a plugin that is not registered in this binary, so it is \
                  ignored{hint}",
-                plugin_config_path(name)
+                registry::service_settings_path(name)
             ));
         }
     }
 }
 
-fn plugin_config_path(plugin: &str) -> String {
-    let plugin = serde_json::Value::from(plugin).to_string();
-    format!("extra_config[{PLUGIN_NAMESPACE:?}][{}]", shown(&plugin))
+/// Every endpoint with the chain of each of its scopes and the settings of each instance.
+fn endpoints(config: &Config) -> Vec<EndpointCheck> {
+    let chain = |scope: Option<&ScopeConfig>| -> Vec<ChainLink> {
+        let listed = scope.into_iter().flat_map(|scope| &scope.plugins);
+        listed
+            .map(|plugin| {
+                let (settings, at) = registry::settings(config, &plugin.name, Some(plugin));
+                ChainLink {
+                    name: plugin.name.clone(),
+                    settings: settings.map(|_| at),
+                }
+            })
+            .collect()
+    };
+    config
+        .endpoints
+        .iter()
+        .map(|endpoint| EndpointCheck {
+            method: endpoint.method.to_string(),
+            endpoint: endpoint.endpoint.clone(),
+            path: endpoint.path.clone(),
+            chain: chain(endpoint.plugins.as_ref()),
+            backends: endpoint
+                .backends
+                .iter()
+                .map(|backend| BackendCheck {
+                    method: backend
+                        .method
+                        .as_ref()
+                        .unwrap_or(&endpoint.method)
+                        .to_string(),
+                    hosts: backend.hosts.clone(),
+                    url_pattern: backend.url_pattern.clone(),
+                    path: backend.path.clone(),
+                    chain: chain(backend.plugins.as_ref()),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn render_check(report: &CheckReport) -> String {
@@ -587,16 +701,10 @@ fn render_check(report: &CheckReport) -> String {
                 ],
             ));
         }
-        rows.push(Row::free(
-            2,
-            if check.config.present {
-                format!("own config: {}", check.config.path)
-            } else {
-                "own config: none".to_owned()
-            },
-        ));
+        rows.push(Row::free(2, runs(check)));
     }
     text.push_str(&table(&rows));
+    render_endpoints(&report.endpoints, &mut text);
 
     if let Some(pings) = &report.connect {
         let _ = writeln!(text, "\nconnect (PING):");
@@ -635,6 +743,77 @@ fn render_check(report: &CheckReport) -> String {
         );
     }
     text
+}
+
+/// Where a plugin of the list runs, and with which service-level config.
+fn runs(check: &PluginCheck) -> String {
+    let service = check.config.present.then_some(check.config.path.as_str());
+    match (check.runs.service, service) {
+        (true, Some(at)) => format!("runs once, at the service level, with settings {at}"),
+        (true, None) => "runs once, at the service level, with its defaults".to_owned(),
+        (false, fallback) => format!(
+            "runs at {} (see endpoints); places without settings of their own use {}",
+            count(check.runs.places, "place", "places"),
+            fallback.unwrap_or("its defaults")
+        ),
+    }
+}
+
+/// The endpoints section: each endpoint's chain, then each backend's, with the settings each
+/// instance is built with.
+fn render_endpoints(endpoints: &[EndpointCheck], text: &mut String) {
+    if endpoints.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "\n{}:",
+        count(endpoints.len(), "endpoint", "endpoints")
+    );
+    let mut rows = Vec::new();
+    let links = |rows: &mut Vec<Row>, depth: usize, chain: &[ChainLink]| {
+        if chain.is_empty() {
+            rows.push(Row::free(depth, "no plugins"));
+        }
+        for link in chain {
+            let settings = match &link.settings {
+                Some(at) => format!("settings {at}"),
+                None => "no settings (the plugin's defaults)".to_owned(),
+            };
+            rows.push(Row::new(depth, [shown(&link.name).into_owned(), settings]));
+        }
+    };
+    for endpoint in endpoints {
+        rows.push(Row::new(
+            1,
+            [
+                format!("{} {}", endpoint.method, shown(&endpoint.endpoint)),
+                endpoint.path.clone(),
+            ],
+        ));
+        links(&mut rows, 2, &endpoint.chain);
+        for (index, backend) in endpoint.backends.iter().enumerate() {
+            let hosts: Vec<String> = backend
+                .hosts
+                .iter()
+                .map(|h| shown(h).into_owned())
+                .collect();
+            rows.push(Row::new(
+                2,
+                [
+                    format!("backend {index}"),
+                    format!(
+                        "{} {} on {}",
+                        backend.method,
+                        shown(&backend.url_pattern),
+                        hosts.join(", ")
+                    ),
+                ],
+            ));
+            links(&mut rows, 3, &backend.chain);
+        }
+    }
+    text.push_str(&table(&rows));
 }
 
 fn need_status(check: &NeedCheck) -> String {

@@ -180,20 +180,32 @@ fn plan<'c>(registrations: &[&'static Registration], config: &'c Config) -> Vec<
 }
 
 impl<'c> Planned<'c> {
-    /// The settings this instance gets and where they are (or would be) in the file: those
-    /// its place gives, else the service-level ones.
+    /// The settings this instance gets, and where they are (or would be) in the file.
     fn settings(&self, config: &'c Config) -> (Option<&'c serde_json::Value>, String) {
-        if let Some((value, at)) = self.listed.and_then(|plugin| plugin.settings.as_ref()) {
-            return (Some(value), at.clone());
-        }
-        let name = self.registration.name;
-        let at = format!(
-            "extra_config{}[{}]",
-            crate::config::namespace_segment(),
-            serde_json::Value::from(name)
-        );
-        (config.plugins.get(name), at)
+        settings(config, self.registration.name, self.listed)
     }
+}
+
+/// The settings an instance of `plugin` gets, and where they are (or would be) in the file:
+/// those its listing gives, else the service-level ones.
+pub(crate) fn settings<'c>(
+    config: &'c Config,
+    plugin: &str,
+    listed: Option<&'c ScopedPlugin>,
+) -> (Option<&'c serde_json::Value>, String) {
+    if let Some((value, at)) = listed.and_then(|plugin| plugin.settings.as_ref()) {
+        return (Some(value), at.clone());
+    }
+    (config.plugins.get(plugin), service_settings_path(plugin))
+}
+
+/// `extra_config["plugin/redplug"]["<plugin>"]`: where a plugin's service-level settings are.
+pub(crate) fn service_settings_path(plugin: &str) -> String {
+    format!(
+        "extra_config{}[{}]",
+        crate::config::namespace_segment(),
+        shown(&serde_json::Value::from(plugin).to_string())
+    )
 }
 
 /// Every plugin instance's own config, checked the way building it will read it, before
