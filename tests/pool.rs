@@ -607,6 +607,92 @@ async fn tls_verifies_the_server_and_presents_client_certificates() {
 }
 
 #[tokio::test]
+async fn several_client_certs_and_a_legacy_krakend_tls_object_reach_a_strict_server() {
+    // TLS 1.2 only, so that `cipher_suites` decides the handshake; the server's key is ECDSA.
+    let server = RedisServer::builder()
+        .tls(ClientAuth::Required)
+        .arg("--tls-protocols", "TLSv1.2")
+        .start();
+    let files = server.tls().expect("a TLS server").clone();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let ca = path(&files.ca_cert);
+    let trusted = json!({
+        "certificate": path(&files.client_cert),
+        "private_key": path(&files.client_key),
+    });
+    let stranger = json!({
+        "certificate": path(&files.other_client_cert),
+        "private_key": path(&files.other_client_key),
+    });
+    let attempt = |tls: Value| {
+        let server = &server;
+        async move {
+            let runtime = runtime_with(server, json!({ "tls": tls, "max_retries": -1 })).await;
+            let warnings = runtime.config().warnings.len();
+            let mut pool = pool(&runtime);
+            let result = async {
+                let _: () = pool.set("tls:key", "value").await?;
+                pool.get::<_, String>("tls:key").await
+            }
+            .await
+            .map_err(|e| e.to_string());
+            runtime.shutdown().await;
+            (result, warnings)
+        }
+    };
+
+    // Two certificates, the one the server accepts first; and what KrakenD's Go client takes
+    // but rustls cannot do (TLS 1.0, a CBC suite, P-521) loads with warnings and connects.
+    // P-256 must stay among the curves: in TLS 1.2 an ECDSA suite needs the curve of the
+    // server's key in the client's list (OpenSSL answers "no shared cipher" otherwise).
+    let logs = support::Logs::default();
+    let logging =
+        tracing::subscriber::set_default(support::log_subscriber(&logs, tracing::Level::WARN));
+    let (result, warnings) = attempt(json!({
+        "ca_certs": [ca],
+        "client_certs": [trusted, stranger],
+        "min_version": "TLS10",
+        "cipher_suites": [47, 49195, 49199, 4865],
+        "curve_preferences": [25, 29, 23],
+    }))
+    .await;
+    drop(logging);
+    assert_eq!(result.as_deref(), Ok("value"));
+    assert_eq!(
+        warnings, 4,
+        "min_version, cipher_suites[0] and [3], curve_preferences[0]"
+    );
+    let logged = logs.text();
+    println!("{logged}");
+    assert!(
+        logged.contains("WARN")
+            && logged.contains("path=extra_config.redis.connection_pools[0].tls.min_version")
+            && logged.contains("\"TLS10\" asks for TLS 1.0"),
+        "the runtime logs each warning when it starts: {logged}"
+    );
+
+    // Only RSA suites, for a server whose certificate is ECDSA: nothing in common.
+    let (no_suite, _) = attempt(json!({
+        "ca_certs": [ca],
+        "client_certs": [trusted],
+        "cipher_suites": [49199, 52392],
+    }))
+    .await;
+    println!("RSA suites only: {no_suite:?}");
+    assert!(no_suite.is_err(), "{no_suite:?}");
+
+    // Redis names no acceptable CAs in its request, so, as with Go, the first entry is sent:
+    // listed first, the stranger is refused.
+    let (refused, _) = attempt(json!({
+        "ca_certs": [ca],
+        "client_certs": [stranger, trusted],
+    }))
+    .await;
+    println!("stranger first: {refused:?}");
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_lazy_unless_connections_must_be_warm() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = closed.local_addr().unwrap().to_string();

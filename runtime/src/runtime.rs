@@ -139,6 +139,9 @@ impl Runtime {
         config: Config,
         mut registrations: Vec<&'static Registration>,
     ) -> Result<Self, StartupError> {
+        for warning in &config.warnings {
+            tracing::warn!(path = %warning.path, "{}", warning.message);
+        }
         tls::install_default_provider();
         registrations.sort_by_key(|r| (r.name, r.type_name));
         // Names first: a typo must not wait for (or be hidden by) a network failure.

@@ -58,12 +58,16 @@ pub fn parse(json: &str) -> Result<Config, ConfigErrors> {
 pub fn parse_with_base(json: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let sections = source::split(json).map_err(ConfigErrors::one)?;
     let mut problems = Problems::default();
-    let config = read_config(&sections, &mut problems, base_dir);
+    let mut config = read_config(&sections, &mut problems, base_dir);
+    let (found, warnings) = problems.into_parts();
     let mut errors = sections.problems;
-    errors.extend(problems.into_vec());
+    errors.extend(found);
     match ConfigErrors::new(errors, None) {
         Some(errors) => Err(errors),
-        None => Ok(config),
+        None => {
+            config.warnings = warnings;
+            Ok(config)
+        }
     }
 }
 

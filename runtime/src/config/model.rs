@@ -18,6 +18,26 @@ pub struct Config {
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// `endpoints[]`, in file order.
     pub endpoints: Vec<EndpointConfig>,
+    /// What the loader accepted but could not honour exactly (a TLS version rustls cannot
+    /// speak, a cipher suite it does not implement), in file order. The runtime logs each one
+    /// when it starts.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// A setting that loads, but does not do quite what it says: what was asked, and what
+/// redplug does instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// JSON path of the key, such as `extra_config.redis.connection_pools[0].tls.min_version`.
+    pub path: String,
+    /// What was asked, why it cannot be done, and what is done instead.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
 }
 
 /// One entry of `endpoints[]`: what redplug reads of it.
@@ -223,12 +243,25 @@ pub struct TlsConfig {
     pub ca_certs: Vec<PemFile>,
     /// `disable_system_ca_pool`: trust only `ca_certs`, not the system's roots.
     pub disable_system_ca_pool: bool,
-    /// `client_certs`: certificates presented to servers that ask for one.
+    /// `client_certs`: certificates for servers that ask for one. For each request the first
+    /// entry the server can accept is sent (its key signs with a scheme the server offers,
+    /// and its chain comes from a CA the server names, when it names any), as Go does.
     pub client_certs: Vec<ClientCert>,
-    /// `min_version` (default TLS 1.2).
+    /// The lowest version offered: `min_version` (default TLS 1.2), raised to TLS 1.2 when it
+    /// asks for an older one, and to TLS 1.3 when `cipher_suites` leaves no TLS 1.2 suite.
     pub min_version: TlsVersion,
-    /// `max_version` (default TLS 1.3).
+    /// The highest version offered: `max_version` (default TLS 1.3), raised to TLS 1.2 when it
+    /// asks for an older one.
     pub max_version: TlsVersion,
+    /// `cipher_suites`: the TLS 1.2 cipher suites to offer, as IANA numbers (Go's
+    /// `tls.TLS_*` constants), keeping only those rustls implements; `None` offers all of
+    /// them. As in Go, the list does not touch TLS 1.3, whose suites are all offered, and
+    /// its order does not matter: suites are offered in rustls' order of preference.
+    pub cipher_suites: Option<Vec<u16>>,
+    /// `curve_preferences`: the key exchange groups to offer, most preferred first, as IANA
+    /// numbers (Go's `tls.CurveID`), keeping only those rustls implements; `None` offers
+    /// rustls' default groups in its default order.
+    pub curve_preferences: Option<Vec<u16>>,
 }
 
 impl Default for TlsConfig {
@@ -240,6 +273,8 @@ impl Default for TlsConfig {
             client_certs: Vec::new(),
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,
+            cipher_suites: None,
+            curve_preferences: None,
         }
     }
 }
@@ -271,7 +306,8 @@ pub struct ClientCert {
     pub private_key: PemFile,
 }
 
-/// `TLS12` or `TLS13` (KrakenD also spells them `TLS1.2`, `TLS1.3` in places).
+/// A TLS version redplug can speak: the config's `TLS12` or `TLS13` (also spelt `TLS1.2`,
+/// `TLS1.3`). Older versions in the config load as TLS 1.2, with a warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {
     /// TLS 1.2.

@@ -7,34 +7,49 @@
 
 use super::ConfigError;
 use super::json::{Entry, Json, Value};
-use super::model::Secret;
+use super::model::{ConfigWarning, Secret};
 use super::text::shown;
 use redplug::duration::{GoDuration, parse_duration};
 
-/// The problems found so far, in file order.
+/// The problems found so far, in file order, and the warnings: settings that load but are
+/// not honoured exactly.
 #[derive(Default)]
-pub(super) struct Problems(Vec<ConfigError>);
+pub(super) struct Problems {
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigWarning>,
+}
 
 impl Problems {
     /// Records one problem. Whatever in it came from the file is escaped once more here, so
     /// that no message can carry a control or invisible character to a terminal or a log.
     pub(super) fn add(&mut self, mut error: ConfigError) {
         for text in [&mut error.path, &mut error.message] {
-            if let std::borrow::Cow::Owned(escaped) = shown(text) {
-                *text = escaped;
-            }
+            escape(text);
         }
-        if let Some(value) = &mut error.value
-            && let std::borrow::Cow::Owned(escaped) = shown(value)
-        {
-            *value = escaped;
+        if let Some(value) = &mut error.value {
+            escape(value);
         }
-        self.0.push(error);
+        self.errors.push(error);
     }
 
-    /// The problems found, in the order they were found.
-    pub(super) fn into_vec(self) -> Vec<ConfigError> {
-        self.0
+    /// Records one warning, escaped like a problem.
+    pub(super) fn warn(&mut self, mut warning: ConfigWarning) {
+        for text in [&mut warning.path, &mut warning.message] {
+            escape(text);
+        }
+        self.warnings.push(warning);
+    }
+
+    /// The problems and the warnings, each in the order they were found.
+    pub(super) fn into_parts(self) -> (Vec<ConfigError>, Vec<ConfigWarning>) {
+        (self.errors, self.warnings)
+    }
+}
+
+/// Replaces `text` with its [`shown`] form when that differs.
+fn escape(text: &mut String) {
+    if let std::borrow::Cow::Owned(escaped) = shown(text) {
+        *text = escaped;
     }
 }
 
@@ -185,6 +200,15 @@ impl<'a> Node<'a> {
             path: self.path.clone(),
             message: message.into(),
             value: Some(shown),
+        }
+    }
+
+    /// A warning about this key; the message is a whole sentence, value included where it
+    /// helps.
+    pub(super) fn warning(&self, message: impl Into<String>) -> ConfigWarning {
+        ConfigWarning {
+            path: self.path.clone(),
+            message: message.into(),
         }
     }
 
@@ -530,7 +554,7 @@ mod tests {
             let mut p = Problems::default();
             let got = Node::new(&value, "n").integer(&mut p, IntRange::COUNT);
             assert_eq!(got, None, "{text}");
-            let errors = p.into_vec();
+            let (errors, _) = p.into_parts();
             assert!(errors[0].message.contains(fragment), "{text}: {errors:?}");
             assert_eq!(errors[0].value.as_deref(), Some(text), "shown as written");
         }

@@ -152,7 +152,7 @@ fn connections_opened_at_startup_must_fit_the_open_file_limit() {
         Path::new(""),
         Some(1_000),
     );
-    let errors = p.into_vec();
+    let (errors, _) = p.into_parts();
     assert_eq!(config.connection_pools.len(), 3);
     let error = single(errors);
     assert_problem(
