@@ -59,6 +59,9 @@ impl Journal {
 }
 
 impl Middleware for Journal {
+    // It records and rewrites response bodies.
+    const BODIES: Bodies = Bodies::RESPONSE;
+
     async fn init(&self) -> Result<(), PluginError> {
         self.record(format!("{} init", self.config.tag)).await?;
         if self.config.fail_init {

@@ -334,9 +334,7 @@ async fn the_runtime_hands_out_plugins_by_type_and_by_name() {
         "not built: not in this runtime's plugin list"
     );
     assert!(runtime.plugin("needy").is_none());
-    let unknown = Pipeline::new(&runtime, ["hitz"])
-        .err()
-        .expect("unknown plugin");
+    let unknown = Pipeline::new(&runtime, ["hitz"]).expect_err("unknown plugin");
     assert!(
         unknown.to_string().contains("did you mean `hits`?"),
         "{unknown}"

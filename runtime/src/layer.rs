@@ -7,26 +7,36 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::StatusCode;
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pipeline::Pipeline;
-use redplug::{Request, Response};
+use crate::pipeline::{BodyLimits, BoxError, Pipeline};
 
 /// Wraps a service so every request runs through a plugin [`Pipeline`]: `on_request` hooks
-/// before the service, `on_response` hooks after it. Bodies are buffered, since plugins see
-/// them as [`Bytes`].
+/// before the service, `on_response` hooks after it.
+///
+/// Bodies stream through unless a plugin of the pipeline declared that it reads them
+/// ([`redplug::Bodies`]); such a body is buffered first, within [`BodyLimits`] (4 MiB and 2 s
+/// unless [`PluginLayer::body_limits`] says otherwise). See [`Pipeline::run_streaming`].
 #[derive(Clone)]
 pub struct PluginLayer {
     pipeline: Pipeline,
+    limits: BodyLimits,
 }
 
 impl PluginLayer {
-    /// A layer running `pipeline`.
+    /// A layer running `pipeline`, with the default [`BodyLimits`].
     pub fn new(pipeline: Pipeline) -> Self {
-        Self { pipeline }
+        Self {
+            pipeline,
+            limits: BodyLimits::default(),
+        }
+    }
+
+    /// The limits of the bodies the pipeline's plugins read.
+    pub fn body_limits(mut self, limits: BodyLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -37,6 +47,7 @@ impl<S> Layer<S> for PluginLayer {
         PluginService {
             inner,
             pipeline: self.pipeline.clone(),
+            limits: self.limits,
         }
     }
 }
@@ -46,12 +57,14 @@ impl<S> Layer<S> for PluginLayer {
 pub struct PluginService<S> {
     inner: S,
     pipeline: Pipeline,
+    limits: BodyLimits,
 }
 
 impl<S> fmt::Debug for PluginService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginService")
             .field("plugins", &self.pipeline.names())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -64,7 +77,7 @@ where
         + 'static,
     S::Future: Send,
     B: Body<Data = Bytes> + From<Bytes> + Send + 'static,
-    B::Error: fmt::Display,
+    B::Error: Into<BoxError>,
 {
     type Response = http::Response<B>;
     type Error = Infallible;
@@ -79,71 +92,15 @@ where
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
         let pipeline = self.pipeline.clone();
+        let limits = self.limits;
         Box::pin(async move {
-            let request = match buffer(request).await {
-                Ok(request) => request,
-                Err(message) => {
-                    // The client hung up or sent a broken body: its own doing, and any client
-                    // could fill the log with it, so it is not a warning.
-                    tracing::debug!(%message, "could not read a request body");
-                    return Ok(plain(StatusCode::BAD_REQUEST, message));
-                }
-            };
             let response = pipeline
-                .run(request, |request| async move {
-                    let (parts, body) = request.into_parts();
-                    let request = http::Request::from_parts(parts, B::from(body));
+                .run_streaming(request, limits, |request| async move {
                     let Ok(response) = inner.oneshot(request).await;
-                    match buffer_response(response).await {
-                        Ok(response) => response,
-                        Err(message) => {
-                            tracing::warn!(%message, "could not read a backend's response body");
-                            text(StatusCode::BAD_GATEWAY, message)
-                        }
-                    }
+                    response
                 })
                 .await;
-            let (parts, body) = response.into_parts();
-            Ok(http::Response::from_parts(parts, B::from(body)))
+            Ok(response)
         })
     }
-}
-
-async fn buffer<B>(request: http::Request<B>) -> Result<Request, String>
-where
-    B: Body<Data = Bytes>,
-    B::Error: fmt::Display,
-{
-    let (parts, body) = request.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|e| format!("could not read the request body: {e}"))?
-        .to_bytes();
-    Ok(http::Request::from_parts(parts, bytes))
-}
-
-async fn buffer_response<B>(response: http::Response<B>) -> Result<Response, String>
-where
-    B: Body<Data = Bytes>,
-    B::Error: fmt::Display,
-{
-    let (parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|e| format!("could not read the backend's response body: {e}"))?
-        .to_bytes();
-    Ok(http::Response::from_parts(parts, bytes))
-}
-
-fn text(status: StatusCode, message: String) -> Response {
-    let mut response = Response::new(Bytes::from(message + "\n"));
-    *response.status_mut() = status;
-    response
-}
-
-fn plain<B: From<Bytes>>(status: StatusCode, message: String) -> http::Response<B> {
-    let (parts, body) = text(status, message).into_parts();
-    http::Response::from_parts(parts, B::from(body))
 }

@@ -161,5 +161,5 @@ pub use error::{StartupError, UnknownPlugin, UnresolvedNeed};
 #[cfg(feature = "tower")]
 pub use layer::{PluginLayer, PluginService};
 pub use net::tls::TlsSetupError;
-pub use pipeline::Pipeline;
+pub use pipeline::{BodyLimits, Pipeline};
 pub use runtime::{PluginRef, Runtime, RuntimeBuilder};

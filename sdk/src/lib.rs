@@ -72,7 +72,7 @@ pub use redis;
 
 pub use error::{BuildError, PluginError};
 pub use handle::{ClusterConnection, PoolStatus, PooledConnection, RedisCluster, RedisPool};
-pub use middleware::{Flow, Middleware, Request, Response};
+pub use middleware::{Bodies, Flow, Middleware, Request, Response};
 pub use registry::{Need, NeedKind, Plugin, Registration, SourceLocation};
 pub use selectors::RedisSelectors;
 
@@ -142,7 +142,7 @@ macro_rules! link {
 /// Everything a plugin file needs: `use redplug::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Flow, Middleware, Plugin, PluginError, RedisCluster, RedisPool, RedisSelectors, Request,
-        Response,
+        Bodies, Flow, Middleware, Plugin, PluginError, RedisCluster, RedisPool, RedisSelectors,
+        Request, Response,
     };
 }

@@ -8,11 +8,77 @@ use futures_util::future::BoxFuture;
 
 use crate::PluginError;
 
-/// An HTTP request as a plugin sees it, with its body buffered.
+/// An HTTP request as a plugin sees it. Its body is the request's whole body when the plugin
+/// declared that it reads request bodies ([`Middleware::BODIES`]), and empty otherwise: the
+/// body then streams past the plugin to the backend.
 pub type Request = http::Request<bytes::Bytes>;
 
-/// An HTTP response as a plugin sees it, with its body buffered.
+/// An HTTP response as a plugin sees it. Its body is the response's whole body when the plugin
+/// declared that it reads response bodies ([`Middleware::BODIES`]), and empty otherwise.
 pub type Response = http::Response<bytes::Bytes>;
+
+/// Which bodies a plugin reads or replaces, declared with [`Middleware::BODIES`].
+///
+/// Bodies stream through a gateway by default: a plugin sees headers, and its [`Request`] and
+/// [`Response`] have empty bodies. A chain buffers a body (up to the host's limit) only when
+/// one of its plugins declares that it needs it, so that large uploads and downloads cost the
+/// gateway no memory unless a plugin must look at them.
+///
+/// ```
+/// use redplug::prelude::*;
+///
+/// #[derive(Plugin)]
+/// struct Checksum;
+///
+/// impl Middleware for Checksum {
+///     // This plugin reads request bodies; responses stream past it.
+///     const BODIES: Bodies = Bodies::REQUEST;
+///
+///     async fn on_request(&self, request: &mut Request) -> Result<Flow, PluginError> {
+///         let sum: u32 = request.body().iter().map(|&b| u32::from(b)).sum();
+///         request.headers_mut().insert("x-sum", sum.into());
+///         Ok(Flow::Continue)
+///     }
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Bodies {
+    /// The plugin reads or replaces request bodies.
+    pub request: bool,
+    /// The plugin reads or replaces response bodies.
+    pub response: bool,
+}
+
+impl Bodies {
+    /// Headers only: bodies stream past the plugin (the default).
+    pub const NONE: Bodies = Bodies {
+        request: false,
+        response: false,
+    };
+    /// Request bodies, buffered before `on_request`.
+    pub const REQUEST: Bodies = Bodies {
+        request: true,
+        response: false,
+    };
+    /// Response bodies, buffered before `on_response`.
+    pub const RESPONSE: Bodies = Bodies {
+        request: false,
+        response: true,
+    };
+    /// Both.
+    pub const BOTH: Bodies = Bodies {
+        request: true,
+        response: true,
+    };
+
+    /// What a chain of plugins needs: every body any of them needs.
+    pub const fn union(self, other: Bodies) -> Bodies {
+        Bodies {
+            request: self.request || other.request,
+            response: self.response || other.response,
+        }
+    }
+}
 
 /// What happens after a plugin's [`Middleware::on_request`] hook.
 #[derive(Debug)]
@@ -51,6 +117,12 @@ pub enum Flow {
     note = "add `impl redplug::Middleware for {Self} {{}}` and override `on_request` or `on_response`; both default to doing nothing"
 )]
 pub trait Middleware: Send + Sync + 'static {
+    /// The bodies this plugin reads or replaces; [`Bodies::NONE`] (headers only) unless the
+    /// plugin says otherwise. A body the plugin did not ask for is empty in its hooks, and one
+    /// it puts there is dropped (with a warning in the log): the original body goes on. A
+    /// response the plugin answers with ([`Flow::Respond`]) is always sent whole.
+    const BODIES: Bodies = Bodies::NONE;
+
     /// Runs before the request goes to the backend. Return [`Flow::Respond`] to answer early.
     fn on_request(
         &self,
@@ -109,6 +181,8 @@ pub trait DynMiddleware: Send + Sync + 'static {
         &'a self,
         response: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), PluginError>>;
+    /// [`Middleware::BODIES`].
+    fn bodies(&self) -> Bodies;
     /// [`Middleware::init`], boxed.
     fn init(&self) -> BoxFuture<'_, Result<(), PluginError>>;
     /// [`Middleware::shutdown`], boxed.
@@ -128,6 +202,10 @@ impl<T: Middleware> DynMiddleware for T {
         response: &'a mut Response,
     ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(Middleware::on_response(self, response))
+    }
+
+    fn bodies(&self) -> Bodies {
+        T::BODIES
     }
 
     fn init(&self) -> BoxFuture<'_, Result<(), PluginError>> {
