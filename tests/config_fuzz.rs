@@ -68,6 +68,7 @@ const TLS_KEYS: &[&str] = &[
     "certificate",
     "private_key",
     "cipher_suites",
+    "curve_preferences",
 ];
 
 const TELEMETRY_KEYS: &[&str] = &[

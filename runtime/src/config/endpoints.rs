@@ -19,7 +19,7 @@ use super::json::{self, Budget, Json};
 use super::model::{BackendConfig, EndpointConfig, ScopeConfig, ScopedPlugin};
 use super::reader::{self, Keys, Node, Problems, is_comment_key};
 use super::source::{Raw, offset_in};
-use super::{ConfigError, PLUGIN_NAMESPACE};
+use super::{ConfigError, MAX_BODY_BYTES_KEY, PLUGIN_NAMESPACE};
 
 /// The most endpoints a config may list: each one costs the runtime a route and its chains.
 pub const MAX_ENDPOINTS: usize = 10_000;
@@ -88,6 +88,8 @@ fn read_endpoint<'a>(
         "method",
         "timeout",
         "output_encoding",
+        "input_headers",
+        "input_query_strings",
         "backend",
         "extra_config",
     ];
@@ -130,9 +132,25 @@ fn read_endpoint<'a>(
             |node, p| node.string(p).map(str::to_owned),
         )
     });
-    let plugins = fields
-        .get("extra_config")
-        .and_then(|raw| scope(*raw, &format!("{path}.extra_config"), reading));
+    let input_headers = fields
+        .get("input_headers")
+        .and_then(|raw| scalar(*raw, &format!("{path}.input_headers"), reading, strings));
+    let input_query_strings = fields.get("input_query_strings").and_then(|raw| {
+        scalar(
+            *raw,
+            &format!("{path}.input_query_strings"),
+            reading,
+            strings,
+        )
+    });
+    let plugins = fields.get("extra_config").and_then(|raw| {
+        scope(
+            *raw,
+            &format!("{path}.extra_config"),
+            Place::Endpoint,
+            reading,
+        )
+    });
     let backends = match fields.get("backend") {
         Some(raw) => {
             let list_path = format!("{path}.backend");
@@ -165,7 +183,10 @@ fn read_endpoint<'a>(
         timeout: timeout.flatten(),
         output_encoding,
         backends,
+        max_body_bytes: plugins.as_ref().and_then(|scope| scope.max_body_bytes),
         plugins,
+        input_headers: input_headers.unwrap_or_default(),
+        input_query_strings: input_query_strings.unwrap_or_default(),
         path: path.to_owned(),
     })
 }
@@ -227,9 +248,14 @@ fn read_backend<'a>(
             node.string(p).map(str::to_owned)
         })
     });
-    let plugins = fields
-        .get("extra_config")
-        .and_then(|raw| scope(*raw, &format!("{path}.extra_config"), reading));
+    let plugins = fields.get("extra_config").and_then(|raw| {
+        scope(
+            *raw,
+            &format!("{path}.extra_config"),
+            Place::Backend,
+            reading,
+        )
+    });
     Some(BackendConfig {
         hosts: hosts?,
         url_pattern: url_pattern?,
@@ -295,17 +321,39 @@ fn read_timeout(node: &Node<'_>, p: &mut Problems) -> Option<Option<std::time::D
 
 /// `extra_config` of an endpoint or backend: its `plugin/redplug` entry, the plugins that run
 /// there.
-fn scope<'a>(raw: Raw<'a>, path: &str, reading: &mut Reading<'_, 'a>) -> Option<ScopeConfig> {
+fn scope<'a>(
+    raw: Raw<'a>,
+    path: &str,
+    place: Place,
+    reading: &mut Reading<'_, 'a>,
+) -> Option<ScopeConfig> {
     let fields = pick(raw, path, &[PLUGIN_NAMESPACE], reading)?;
     let raw = *fields.get(PLUGIN_NAMESPACE)?;
     let path = format!("{path}{}", reader::key_segment(PLUGIN_NAMESPACE));
     let tree = parse(raw, &path, reading)?;
-    read_scope(&Node::new(&tree, path), reading.problems)
+    read_scope(&Node::new(&tree, path), place, reading.problems)
+}
+
+/// Where a scope is: the body limit is the endpoint's, since one request crosses both.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Endpoint,
+    Backend,
+}
+
+/// A list of strings, such as `input_headers`.
+fn strings(node: &Node<'_>, p: &mut Problems) -> Option<Vec<String>> {
+    let items = node.array(p)?;
+    let strings: Vec<Option<String>> = items
+        .iter()
+        .map(|item| item.string(p).map(str::to_owned))
+        .collect();
+    strings.into_iter().collect()
 }
 
 /// `{"name": [...], "<plugin>": {...}}`: the plugins to run, in order, and settings for some of
 /// them.
-fn read_scope(node: &Node<'_>, p: &mut Problems) -> Option<ScopeConfig> {
+fn read_scope(node: &Node<'_>, place: Place, p: &mut Problems) -> Option<ScopeConfig> {
     let object = node.object(p, &Keys::ANY)?;
     let how = "list the plugins to run here, in order, such as \"name\": [\"rate_limit\", \
                \"counter\"]";
@@ -344,8 +392,22 @@ fn read_scope(node: &Node<'_>, p: &mut Problems) -> Option<ScopeConfig> {
             }
         }
     }
+    let mut max_body_bytes = None;
     for (key, value) in object.entries() {
         if key == "name" || is_comment_key(key) {
+            continue;
+        }
+        if key == MAX_BODY_BYTES_KEY {
+            if place == Place::Backend {
+                p.add(value.problem(
+                    "is set on a backend; one request crosses the endpoint and its backend, so \
+                     set the body limit in the endpoint's extra_config",
+                ));
+            } else {
+                max_body_bytes = value
+                    .integer(p, super::gateway::BODY_BYTES)
+                    .and_then(|bytes| usize::try_from(bytes).ok());
+            }
             continue;
         }
         let Some(plugin) = plugins.iter_mut().find(|plugin| plugin.name == key) else {
@@ -366,6 +428,7 @@ fn read_scope(node: &Node<'_>, p: &mut Problems) -> Option<ScopeConfig> {
     Some(ScopeConfig {
         path: node.path().to_owned(),
         plugins,
+        max_body_bytes,
     })
 }
 

@@ -16,6 +16,7 @@
 
 mod address;
 mod endpoints;
+mod gateway;
 mod json;
 mod model;
 mod options;
@@ -32,6 +33,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use endpoints::{MAX_BACKENDS, MAX_ENDPOINTS};
+pub use gateway::MAX_BODY_BYTES;
 pub use model::*;
 pub use source::MAX_FILE_BYTES;
 
@@ -41,6 +43,10 @@ use source::{Raw, Sections, line_and_column};
 
 /// The key under `extra_config` that holds each plugin's own config.
 pub const PLUGIN_NAMESPACE: &str = "plugin/redplug";
+
+/// The key of our namespace that bounds the bodies plugins read, at the service level and per
+/// endpoint; no plugin can have this name.
+pub const MAX_BODY_BYTES_KEY: &str = "max_body_bytes";
 
 /// `["plugin/redplug"]`, as a JSON path writes the namespace after `extra_config`.
 pub(crate) fn namespace_segment() -> String {
@@ -193,6 +199,7 @@ fn render(file: Option<&Path>, errors: &[ConfigError]) -> String {
 fn read_config(sections: &Sections<'_>, p: &mut Problems, base: &Path) -> Config {
     let mut config = Config::default();
     let mut budget = Budget::default();
+    config.gateway = gateway::read(sections, p);
     if let Some(raw) = sections.gateway("endpoints") {
         let hosts = match sections.gateway("host") {
             Some(raw) => {
@@ -229,7 +236,8 @@ fn read_config(sections: &Sections<'_>, p: &mut Problems, base: &Path) -> Config
     if let Some(raw) = extra.plugins {
         let path = format!("extra_config{}", reader::key_segment(PLUGIN_NAMESPACE));
         if let Some(tree) = tree(raw, &path, sections.text, &mut budget, p) {
-            config.plugins = read_plugins(&Node::new(&tree, path), sections.text, p);
+            let node = Node::new(&tree, path);
+            config.plugins = read_plugins(&node, sections.text, &mut config.gateway, p);
         }
     }
     config
@@ -240,6 +248,7 @@ fn read_config(sections: &Sections<'_>, p: &mut Problems, base: &Path) -> Config
 fn read_plugins(
     node: &Node<'_>,
     text: &str,
+    gateway: &mut GatewayConfig,
     p: &mut Problems,
 ) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut plugins = std::collections::BTreeMap::new();
@@ -255,6 +264,15 @@ fn read_plugins(
         return plugins;
     };
     for (name, value) in object.entries() {
+        if name == MAX_BODY_BYTES_KEY {
+            if let Some(bytes) = value
+                .integer(p, gateway::BODY_BYTES)
+                .and_then(|bytes| usize::try_from(bytes).ok())
+            {
+                gateway.max_body_bytes = bytes;
+            }
+            continue;
+        }
         match value.json().to_serde() {
             Ok(config) => {
                 plugins.insert(name.to_owned(), config);

@@ -18,10 +18,48 @@ pub struct Config {
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// `endpoints[]`, in file order.
     pub endpoints: Vec<EndpointConfig>,
+    /// The gateway's own top-level settings, for `redplug serve`.
+    pub gateway: GatewayConfig,
     /// What the loader accepted but could not honour exactly (a TLS version rustls cannot
     /// speak, a cipher suite it does not implement), in file order. The runtime logs each one
     /// when it starts.
     pub warnings: Vec<ConfigWarning>,
+}
+
+/// The gateway's top-level settings that `redplug serve` runs by: KrakenD's keys and defaults,
+/// and the body limit of our namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// `port` (default 8080; 0 picks a free port).
+    pub port: u16,
+    /// `listen_ip` (default: every IPv4 interface, `0.0.0.0`).
+    pub listen_ip: std::net::IpAddr,
+    /// `timeout`: how long an endpoint may take, unless it sets its own (default 2 s).
+    pub timeout: Duration,
+    /// `read_header_timeout`: how long a client may take to send a request's headers (default
+    /// 10 s; KrakenD's default waits forever).
+    pub read_header_timeout: Duration,
+    /// `max_header_bytes`: the most a request's headers may take (default 1 MiB, as in Go).
+    pub max_header_bytes: usize,
+    /// `debug_endpoint`: also serve `/__debug/` (default false).
+    pub debug_endpoint: bool,
+    /// `extra_config["plugin/redplug"].max_body_bytes`: the largest body a chain buffers for
+    /// plugins that read bodies, unless an endpoint sets its own (default 4 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            timeout: Duration::from_secs(2),
+            read_header_timeout: Duration::from_secs(10),
+            max_header_bytes: 1024 * 1024,
+            debug_endpoint: false,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// A setting that loads, but does not do quite what it says: what was asked, and what
@@ -55,6 +93,15 @@ pub struct EndpointConfig {
     pub backends: Vec<BackendConfig>,
     /// `extra_config["plugin/redplug"]`: the plugins wrapping the whole endpoint.
     pub plugins: Option<ScopeConfig>,
+    /// `input_headers`: the client headers passed to the backend (`["*"]` for all; none by
+    /// default, as in KrakenD).
+    pub input_headers: Vec<String>,
+    /// `input_query_strings`: the query parameters passed to the backend (`["*"]` for all;
+    /// none by default).
+    pub input_query_strings: Vec<String>,
+    /// `extra_config["plugin/redplug"].max_body_bytes`: this endpoint's body limit, when it
+    /// sets one.
+    pub max_body_bytes: Option<usize>,
     /// Where the endpoint is in the file, such as `endpoints[3]`.
     pub path: String,
 }
@@ -84,6 +131,8 @@ pub struct ScopeConfig {
     pub path: String,
     /// `name`: the plugins to run, in order, each with the settings this scope gives it.
     pub plugins: Vec<ScopedPlugin>,
+    /// `max_body_bytes`, on an endpoint: its limit on the bodies plugins read.
+    pub max_body_bytes: Option<usize>,
 }
 
 /// One plugin listed in a scope's `name`.

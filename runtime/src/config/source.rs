@@ -36,13 +36,15 @@ pub(crate) struct Sections<'a> {
 
 /// The gateway's top-level keys redplug reads: the endpoints to run plugins on and serve, and
 /// how `redplug serve` listens. The rest of the top level is skipped unread.
-pub(crate) const GATEWAY_KEYS: [&str; 6] = [
+pub(crate) const GATEWAY_KEYS: [&str; 8] = [
     "endpoints",
     "host",
     "port",
     "listen_ip",
     "timeout",
     "debug_endpoint",
+    "read_header_timeout",
+    "max_header_bytes",
 ];
 
 impl<'a> Sections<'a> {
