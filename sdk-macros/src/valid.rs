@@ -19,6 +19,7 @@ pub(crate) fn check(input: &Input, errors: &mut Errors) {
     if let Some(name) = &input.attrs.name {
         plugin_name(name, errors);
     }
+    reserved_name(input, errors);
     for field in input.fields() {
         one_role_per_field(field, errors);
         if let Some(Role::Connection(kind, name)) = field.role() {
@@ -79,6 +80,31 @@ fn plugin_name(name: &LitStr, errors: &mut Errors) {
                 value.to_snake_case()
             ),
         );
+    }
+}
+
+/// Keys of `extra_config["plugin/redplug"]` that mean something of their own: `name` lists the
+/// plugins of an endpoint or backend, and `max_body_bytes` bounds the bodies plugins read. A
+/// plugin with one of these names could not be given settings.
+const RESERVED: [&str; 2] = ["name", "max_body_bytes"];
+
+fn reserved_name(input: &Input, errors: &mut Errors) {
+    let name = input.plugin_name();
+    if !RESERVED.contains(&name.as_str()) {
+        return;
+    }
+    let message = format!(
+        "a plugin cannot be named {name:?}: in `extra_config[\"plugin/redplug\"]` that key {}; \
+         choose another name with `#[plugin(name = \"...\")]`",
+        if name == "name" {
+            "lists the plugins of an endpoint"
+        } else {
+            "bounds the bodies plugins read"
+        }
+    );
+    match &input.attrs.name {
+        Some(literal) => errors.spanned(literal, message),
+        None => errors.spanned(input.ident, message),
     }
 }
 
