@@ -3,7 +3,8 @@
 //! service-level 100), and `counter` around one backend call. This example starts the runtime
 //! from that file, prints each endpoint's chains, and sends requests through them the way a
 //! host does: the endpoint's chain around the call of every backend, each backend's call
-//! through that backend's chain, to a stand-in backend that answers at once.
+//! through that backend's chain, to a stand-in backend that answers at once. (To serve the
+//! same file over HTTP: `cargo run --bin redplug -- serve examples/krakend.json`.)
 //!
 //! ```text
 //! cargo run --example endpoints [path/to/krakend.json]

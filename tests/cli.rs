@@ -352,6 +352,30 @@ fn check_refuses_an_unknown_plugin_in_a_chain_and_bad_settings_with_their_paths(
 }
 
 #[test]
+fn check_prints_the_config_s_warnings_and_still_passes() {
+    let mut config = gateway("localhost:6379", "redis_at_eight");
+    config["extra_config"]["redis"]["connection_pools"][0]["tls"] = json!({"min_version": "TLS10"});
+    let file = config_file(&config);
+    let path = file.path().to_str().unwrap();
+    let out = redplug(&["check", path]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "warning: extra_config.redis.connection_pools[0].tls.min_version: \"TLS10\""
+        ),
+        "{}",
+        out.stderr
+    );
+    let (_, report) = check_json(path, &[]);
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("TLS 1.2"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn config_for_an_unregistered_plugin_is_a_warning() {
     let mut config = gateway("localhost:6379", "redis_at_eight");
     config["extra_config"]["plugin/redplug"]["ratelimit"] = json!({ "limit": 1 });

@@ -166,8 +166,8 @@ async fn endpoints_runs_each_place_with_its_own_settings() {
     println!("{stdout}");
     for line in [
         "GET /v1/users/{id}  (endpoint chain: [\"rate_limit\"])",
-        "backend 0: POST http://orders.internal:8080/orders  (chain: [\"counter\"])",
-        "backend 1: POST http://localhost:9000/audit  (chain: [])",
+        "backend 0: POST http://127.0.0.1:8080/__debug/orders  (chain: [\"counter\"])",
+        "backend 0: GET http://127.0.0.1:8080/__debug/status  (chain: [])",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }

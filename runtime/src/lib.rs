@@ -154,6 +154,8 @@ mod registry;
 mod retry;
 mod runtime;
 mod scopes;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod telemetry;
 
 pub use endpoint::{Backend, Endpoint};

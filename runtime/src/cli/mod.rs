@@ -108,6 +108,8 @@ use crate::runtime::Runtime;
 use crate::{names, registry, scopes};
 use redplug::duration::{GoDuration, parse_duration};
 
+mod serve;
+
 /// The version of the JSON documents this module writes.
 const JSON_VERSION: u32 = 1;
 
@@ -155,6 +157,7 @@ where
     let outcome = match cli.command {
         Command::Check(args) => check(&args, out, err),
         Command::Plugins(args) => plugins(&args, out),
+        Command::Serve(args) => serve::serve(&args, out, err),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -184,6 +187,8 @@ enum Command {
     Check(CheckArgs),
     /// List the plugins linked into this binary and the connections each needs.
     Plugins(PluginsArgs),
+    /// Serve the config's endpoints as a gateway, with their plugins, until SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -459,6 +464,9 @@ fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Resu
                 .collect();
         }
         Ok(config) => {
+            report
+                .warnings
+                .extend(config.warnings.iter().map(ToString::to_string));
             report.connections = connections(&config.redis);
             check_plugins(&config, &registrations, &mut report);
             report.endpoints = endpoints(&config);
