@@ -118,8 +118,15 @@
 //!
 //! ## The `redplug` command line
 //!
-//! [`cli`] (feature `cli`, on by default) is `redplug check` and `redplug plugins`, for a host
-//! binary to embed with one call: `redplug_runtime::cli::run()`.
+//! [`cli`] (feature `cli`, on by default) is `redplug check`, `redplug plugins` and
+//! `redplug serve`, for a host binary to embed with one call: `redplug_runtime::cli::run()`.
+//!
+//! ## Serve a krakend.json
+//!
+//! [`serve::Gateway`] (feature `serve`, part of `cli`) serves [`Runtime::endpoints`] over
+//! HTTP/1.1 with their chains, proxying each to its backend; `redplug serve` is that plus
+//! signals. Bodies stream unless a plugin declares it reads them ([`redplug::Bodies`]), and
+//! then are bounded by [`BodyLimits`].
 //!
 //! ## How it is built
 //!
@@ -130,7 +137,8 @@
 //! | `pool` | a pool: its handle engine, shared lane, exclusive checkouts and maintenance |
 //! | `cluster` | a Redis Cluster client: routing, node dialing, the slot map for selectors |
 //! | `registry`, `names` | the plugin walk: resolving names once, building plugins |
-//! | `runtime`, `pipeline`, `layer` | what a host holds and runs |
+//! | `runtime`, `endpoint`, `pipeline`, `layer`, `lifecycle`, `scopes` | what a host holds and runs: endpoints and their chains, bodies streamed or bounded, init and shutdown hooks |
+//! | [`serve`] | the gateway: routes, backend calls, the body type with its stall bound |
 //! | `retry`, `failure`, `telemetry` | what pools and clusters share: go-redis' retry policy, how failures are worded, spans and gauges |
 
 #![forbid(unsafe_code)]
