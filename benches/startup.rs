@@ -115,7 +115,7 @@ async fn start_once(config: &Config, registrations: &[&'static Registration]) ->
         .await
         .expect("every need resolves");
     let elapsed = began.elapsed();
-    assert_eq!(runtime.plugins().count(), expected, "every plugin is built");
+    assert_eq!(runtime.plugins().len(), expected, "every plugin is built");
     runtime.shutdown().await;
     elapsed
 }

@@ -176,11 +176,12 @@ async fn start(plugins: &[&str], json: &str) -> Result<Runtime, StartupError> {
         .await
 }
 
-fn find<'r>(runtime: &'r Runtime, path: &str) -> &'r Endpoint {
+fn find(runtime: &Runtime, path: &str) -> Endpoint {
     runtime
         .endpoints()
         .iter()
         .find(|endpoint| endpoint.path() == path)
+        .cloned()
         .unwrap_or_else(|| panic!("no endpoint {path}"))
 }
 
@@ -231,7 +232,7 @@ async fn one_plugin_at_two_endpoints_keeps_each_place_s_settings_over_one_pool()
 
     let mut allowed = Vec::new();
     for path in ["/strict", "/lenient"] {
-        let endpoint = find(&runtime, path);
+        let endpoint = &find(&runtime, path);
         assert_eq!(endpoint.chain().names(), ["rate_limit"]);
         assert_eq!(endpoint.chain().scope(), format!("GET {path}"));
         let mut statuses = Vec::new();
@@ -453,10 +454,10 @@ async fn a_plugin_that_panics_fails_its_request_with_its_name_and_place() {
     let logs = Logs::default();
     let _guard = tracing::subscriber::set_default(log_subscriber(&logs, tracing::Level::ERROR));
 
-    assert_eq!(call(find(&runtime, "/boom"), "alice").await, 500);
-    assert_eq!(call(find(&runtime, "/fine"), "alice").await, 200);
-    assert_eq!(call(find(&runtime, "/boom"), "alice").await, 500);
-    assert_eq!(call(find(&runtime, "/fine"), "alice").await, 200);
+    assert_eq!(call(&find(&runtime, "/boom"), "alice").await, 500);
+    assert_eq!(call(&find(&runtime, "/fine"), "alice").await, 200);
+    assert_eq!(call(&find(&runtime, "/boom"), "alice").await, 500);
+    assert_eq!(call(&find(&runtime, "/fine"), "alice").await, 200);
 
     let logs = logs.text();
     println!("{logs}");

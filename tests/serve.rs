@@ -772,3 +772,44 @@ async fn slow_and_oversized_clients_are_cut_off() {
     assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_redis_server_and_health_stays_up() {
+    let redis = RedisServer::start();
+    let backend = backend().await;
+    let json = config(
+        &redis,
+        backend,
+        json!([endpoint("/limited", "/echo/limited", json!({"extra_config": {"plugin/redplug": {
+            "name": ["rate_limit"], "rate_limit": {"limit": 100}}}}))]),
+    );
+    let gateway = start(&["rate_limit"], &json, Duration::from_secs(1)).await;
+    let client = client();
+    let base = format!("http://{}", gateway.address);
+
+    let ready = get(&client, format!("{base}/__ready"), &[]).await;
+    println!("{}", ready.body);
+    assert_eq!(ready.status, StatusCode::OK);
+    let report = ready.json();
+    assert_eq!(report["ready"], true);
+    assert_eq!(report["connections"][0]["name"], "ratelimit_counters");
+    assert_eq!(report["connections"][0]["required"], true);
+    assert!(report["connections"][0]["round_trip_ms"].as_f64().is_some());
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let down = get(&client, format!("{base}/__ready"), &[]).await;
+    println!("{}", down.body);
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.json()["connections"][0]["reachable"], false);
+    let live = get(&client, format!("{base}/__health"), &[]).await;
+    assert_eq!(live.status, StatusCode::OK, "liveness does not depend on Redis");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&client, format!("{base}/__ready"), &[]).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "not ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gateway.stop().await;
+}

@@ -84,6 +84,9 @@ pub enum StartupError {
         #[source]
         source: redplug::PluginError,
     },
+    /// The runtime was shut down, so it cannot be reloaded.
+    #[error("the runtime is shut down; start a new one instead of reloading it")]
+    ShutDown,
     /// [`RuntimeBuilder::only_plugins`](crate::RuntimeBuilder::only_plugins) named plugins that
     /// are not registered.
     #[error("{}", UnknownPlugins(.0))]

@@ -95,3 +95,26 @@ pub(crate) fn annotate(owner: &str, error: RedisError, network: bool) -> RedisEr
     };
     io_error(kind, format!("{owner}: {message}"))
 }
+
+/// The last failure of a pool or cluster and when it happened, for health reports.
+#[derive(Default)]
+pub(crate) struct LastError(std::sync::Mutex<Option<(String, std::time::SystemTime)>>);
+
+impl LastError {
+    /// Remembers `error` as the last failure.
+    pub(crate) fn set(&self, error: &RedisError) {
+        let entry = Some((error.to_string(), std::time::SystemTime::now()));
+        match self.0.lock() {
+            Ok(mut last) => *last = entry,
+            Err(poisoned) => *poisoned.into_inner() = entry,
+        }
+    }
+
+    /// The last failure and when it happened, if there was one.
+    pub(crate) fn get(&self) -> Option<(String, std::time::SystemTime)> {
+        match self.0.lock() {
+            Ok(last) => last.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}

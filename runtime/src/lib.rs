@@ -148,9 +148,11 @@
 pub mod cli;
 mod cluster;
 pub mod config;
+mod connections;
 mod endpoint;
 mod error;
 mod failure;
+mod health;
 #[cfg(feature = "tower")]
 mod layer;
 mod lifecycle;
@@ -159,17 +161,21 @@ mod net;
 mod pipeline;
 mod pool;
 mod registry;
+mod reload;
 mod retry;
 mod runtime;
 mod scopes;
+mod slot;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod telemetry;
 
 pub use endpoint::{Backend, Endpoint};
 pub use error::{StartupError, UnknownPlugin, UnresolvedNeed};
+pub use health::{ConnectionHealth, Health, PING_TIMEOUT};
 #[cfg(feature = "tower")]
 pub use layer::{PluginLayer, PluginService};
 pub use net::tls::TlsSetupError;
 pub use pipeline::{BodyLimits, Pipeline};
+pub use reload::{Changes, ReloadReport};
 pub use runtime::{PluginRef, Runtime, RuntimeBuilder};

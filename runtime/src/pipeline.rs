@@ -92,7 +92,7 @@ impl Pipeline {
         let mut plugins = Vec::new();
         for name in names {
             let Some(plugin) = runtime.plugin(name) else {
-                let known: Vec<&str> = runtime.plugins().map(|p| p.name()).collect();
+                let known: Vec<&str> = runtime.plugins().iter().map(|p| p.name()).collect();
                 return Err(UnknownPlugin::new(name, &known));
             };
             plugins.push((plugin.name(), plugin.middleware().clone()));

@@ -30,6 +30,8 @@ pub(crate) struct PluginEntry {
     pub(crate) scope: Arc<str>,
     /// Where its settings are in the config file, if it has any.
     pub(crate) settings: Option<String>,
+    /// The settings it was built with, to tell on a reload whether they changed.
+    pub(crate) config: Option<serde_json::Value>,
 }
 
 /// Every built plugin: the service-level instances by name and type, the scoped ones with
@@ -257,15 +259,31 @@ pub(crate) fn check_configs(
         .collect()
 }
 
+/// What [`build`] made.
+pub(crate) struct Built {
+    /// Every instance the config asks for.
+    pub(crate) plugins: Plugins,
+    /// The instances built by this call, in build order: those whose `init` must run. On a
+    /// reload, instances taken over unchanged from before are not among them.
+    pub(crate) fresh: Vec<PluginEntry>,
+    /// The instances of the previous build that were not taken over, in build order: those
+    /// whose `shutdown` must run once they are swapped out.
+    pub(crate) dropped: Vec<PluginEntry>,
+}
+
 /// Resolves and builds every plugin in `registrations`: at the service level those that no
 /// endpoint or backend lists, and one instance per listing for the others. Every plugin named
 /// in a scope must be among `registrations` (see [`crate::scopes::check`]).
+///
+/// With `previous` (a reload), an instance at the same place with the same settings and the
+/// same connections is taken over as it is, not built again.
 pub(crate) fn build(
-    registrations: Vec<&'static Registration>,
+    registrations: &[&'static Registration],
     config: &Config,
     selectors: &RedisSelectors,
-) -> Result<Plugins, StartupError> {
-    check_unique(&registrations)?;
+    previous: Option<&Plugins>,
+) -> Result<Built, StartupError> {
+    check_unique(registrations)?;
     let mut plugins = Plugins {
         endpoints: vec![Vec::new(); config.endpoints.len()],
         backends: config
@@ -275,14 +293,38 @@ pub(crate) fn build(
             .collect(),
         ..Plugins::default()
     };
+    let mut before: HashMap<(&str, String), &PluginEntry> = previous
+        .map(|previous| {
+            previous
+                .all
+                .iter()
+                .map(|entry| ((entry.registration.name, entry.scope.to_string()), entry))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut fresh = Vec::new();
     let mut errors = Vec::new();
-    for planned in plan(&registrations, config) {
-        let entry = match build_one(&planned, config, selectors) {
-            Ok(entry) => entry,
-            Err(error) => {
-                errors.push(error);
-                continue;
+    for planned in plan(registrations, config) {
+        let key = (planned.registration.name, planned.scope.to_string());
+        let kept = before
+            .get(&key)
+            .filter(|old| unchanged(old, &planned, config, selectors))
+            .map(|old| (*old).clone());
+        let entry = match kept {
+            Some(entry) => {
+                before.remove(&key);
+                entry
             }
+            None => match build_one(&planned, config, selectors) {
+                Ok(entry) => {
+                    fresh.push(entry.clone());
+                    entry
+                }
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            },
         };
         match planned.place {
             Place::Service => {
@@ -310,8 +352,50 @@ pub(crate) fn build(
             );
         }
     }
-    report(&plugins);
-    Ok(plugins)
+    let dropped: Vec<PluginEntry> = previous
+        .map(|previous| {
+            previous
+                .all
+                .iter()
+                .filter(|entry| {
+                    before.contains_key(&(entry.registration.name, entry.scope.to_string()))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    report(&fresh, plugins.all.len());
+    Ok(Built {
+        plugins,
+        fresh,
+        dropped,
+    })
+}
+
+/// Whether `old` can serve as the instance `planned` asks for: the same settings, and every
+/// need resolving to the same name as when `old` was built.
+fn unchanged(
+    old: &PluginEntry,
+    planned: &Planned<'_>,
+    config: &Config,
+    selectors: &RedisSelectors,
+) -> bool {
+    let (settings, _) = planned.settings(config);
+    if settings != old.config.as_ref() {
+        return false;
+    }
+    let received: Vec<Option<String>> = resolve(planned.registration, selectors)
+        .iter()
+        .map(received_name)
+        .collect();
+    received == old.received
+}
+
+fn received_name(resolved: &Resolved) -> Option<String> {
+    match resolved {
+        Resolved::Pool(pool) => pool.as_ref().map(|p| p.name().to_owned()),
+        Resolved::Cluster(cluster) => cluster.as_ref().map(|c| c.name().to_owned()),
+    }
 }
 
 /// Every scope of `config` that lists plugins, with the endpoint it belongs to.
@@ -338,13 +422,7 @@ fn build_one(
 ) -> Result<PluginEntry, BuildError> {
     let registration = planned.registration;
     let resolved = resolve(registration, selectors);
-    let received = resolved
-        .iter()
-        .map(|r| match r {
-            Resolved::Pool(pool) => pool.as_ref().map(|p| p.name().to_owned()),
-            Resolved::Cluster(cluster) => cluster.as_ref().map(|c| c.name().to_owned()),
-        })
-        .collect();
+    let received = resolved.iter().map(received_name).collect();
     let (settings, at) = planned.settings(config);
     let has_settings = settings.is_some();
     let mut context = BuildContext::new(
@@ -363,13 +441,15 @@ fn build_one(
         received,
         scope: planned.scope.clone(),
         settings: has_settings.then_some(at),
+        config: settings.cloned(),
     })
 }
 
-/// The startup report: which plugins run where and what each received.
-fn report(plugins: &Plugins) {
-    tracing::info!(count = plugins.all.len(), "redplug plugins built");
-    for entry in &plugins.all {
+/// The startup (or reload) report: which plugins were built, where they run and what each
+/// received.
+fn report(fresh: &[PluginEntry], total: usize) {
+    tracing::info!(count = fresh.len(), total, "redplug plugins built");
+    for entry in fresh {
         let registration = entry.registration;
         let needs = registration
             .needs

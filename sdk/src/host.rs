@@ -41,6 +41,16 @@ pub fn selectors(
     RedisSelectors::new(pools, clusters)
 }
 
+/// Makes every clone of `selectors` find these pools and clusters from now on: a host calls
+/// it when it reloads the gateway's config.
+pub fn replace_selectors(
+    selectors: &RedisSelectors,
+    pools: impl IntoIterator<Item = RedisPool>,
+    clusters: impl IntoIterator<Item = RedisCluster>,
+) {
+    selectors.replace(pools, clusters);
+}
+
 /// Builds the plugin `registration` describes, from the connections resolved in `context`.
 pub fn build(
     registration: &Registration,

@@ -73,11 +73,20 @@ impl Gateway {
     }
 
     fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Replaces the config file the gateway was started with.
+    fn rewrite_config(&self, config: &Value) {
+        std::fs::write(self._config.path(), config.to_string()).unwrap();
     }
 
     /// Waits for the process to exit; its status and the rest of its stdout.
@@ -359,4 +368,64 @@ async fn sigterm_lets_the_request_in_flight_finish_then_shuts_down() {
     println!("exited {exit} after {:?}: {rest}", stopped.elapsed());
     assert!(exit.success(), "{exit}");
     assert!(rest.contains("redplug stopped"), "{rest}");
+}
+
+async fn status_of(gateway: SocketAddr, path: &str, client: &str) -> String {
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nhost: x\r\nx-client-id: {client}\r\nconnection: close\r\n\r\n"
+    );
+    exchange(gateway, head, 0).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_and_a_bad_one_changes_nothing() {
+    let redis = RedisServer::start();
+    let backend = backend(Arc::new(AtomicU64::new(0))).await;
+    let endpoint = |path: &str, limit: u64| {
+        json!({"endpoint": path, "output_encoding": "no-op", "input_headers": ["X-Client-Id"],
+            "extra_config": {"plugin/redplug": {"name": ["rate_limit"],
+                "rate_limit": {"limit": limit, "window": "1m", "key_prefix": path}}},
+            "backend": [{"url_pattern": "/slow", "encoding": "no-op"}]})
+    };
+    let mut config = gateway_config(&redis, backend, json!([endpoint("/limited", 1)]));
+    config["timeout"] = json!("5s");
+    let gateway = Gateway::start(&config);
+    let address = gateway.address;
+    assert_eq!(status_of(address, "/limited", "a").await, "HTTP/1.1 200 OK");
+    assert_eq!(status_of(address, "/limited", "a").await, "HTTP/1.1 429 Too Many Requests");
+    assert_eq!(status_of(address, "/added", "a").await, "HTTP/1.1 404 Not Found");
+
+    // A request is in flight (the backend takes two seconds) while the config changes.
+    let in_flight = tokio::spawn(status_of(address, "/limited", "in-flight"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    config["endpoints"] = json!([endpoint("/limited", 3), endpoint("/added", 1)]);
+    gateway.rewrite_config(&config);
+    gateway.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of(address, "/added", "probe").await != "HTTP/1.1 200 OK" {
+        assert!(Instant::now() < deadline, "the reload did not happen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(in_flight.await.unwrap(), "HTTP/1.1 200 OK", "the request in flight finished");
+    let statuses = [
+        status_of(address, "/limited", "b").await,
+        status_of(address, "/limited", "b").await,
+        status_of(address, "/limited", "b").await,
+        status_of(address, "/limited", "b").await,
+    ];
+    assert_eq!(
+        statuses.map(|s| s.split(' ').nth(1).unwrap_or_default().to_owned()),
+        ["200", "200", "200", "429"],
+        "the new limit of 3"
+    );
+
+    // A config the gateway cannot serve (two backends) leaves the running one alone.
+    config["endpoints"][1]["backend"] = json!([{"url_pattern": "/a"}, {"url_pattern": "/b"}]);
+    gateway.rewrite_config(&config);
+    gateway.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_of(address, "/added", "c").await, "HTTP/1.1 200 OK");
+    gateway.terminate();
+    let (exit, _) = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap();
+    assert!(exit.success());
 }

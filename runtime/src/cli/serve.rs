@@ -65,7 +65,7 @@ pub(super) fn serve(
             endpoints.len(),
             if endpoints.len() == 1 { "" } else { "s" }
         )?;
-        for endpoint in endpoints {
+        for endpoint in endpoints.iter() {
             let backend = &endpoint.backends()[0];
             writeln!(
                 out,
@@ -80,11 +80,33 @@ pub(super) fn serve(
             )?;
         }
         out.flush()?;
+        let reloads = tokio::spawn(reload_on_hangup(gateway.reloader(), args.config.clone()));
         gateway.serve(listener, stop_signal(), args.grace).await?;
+        reloads.abort();
         runtime.shutdown().await;
         writeln!(out, "redplug stopped")?;
         Ok(true)
     })
+}
+
+/// Reloads the config file on every SIGHUP, logging what changed or why nothing did.
+async fn reload_on_hangup(reloader: crate::serve::Reloader, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; the config cannot be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+        match reloader.reload_file(&path).await {
+            Ok(report) => tracing::info!(%report, "config reloaded"),
+            Err(error) => tracing::error!(%error, "config not reloaded; the old one keeps running"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

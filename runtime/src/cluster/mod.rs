@@ -69,11 +69,11 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Arg, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline};
 use redis::{RedisError, RedisFuture, RedisResult, Value};
 use redplug::host::{self, ClusterBackend};
-use redplug::{NeedKind, PooledConnection, RedisCluster, RedisPool};
+use redplug::{NeedKind, PooledConnection, RedisPool};
 
 use crate::config::{Address, ClusterConfig, ConnectionOptions};
 use crate::error::StartupError;
-use crate::failure::{self, Waited};
+use crate::failure::{self, LastError, Waited};
 use crate::net::tls;
 use crate::pool::RESPONSE_TIMEOUT;
 use crate::retry::{RetryPolicy, io_error, is_retryable};
@@ -102,6 +102,8 @@ pub(crate) struct ClusterEngine {
     closed: AtomicBool,
     /// Keeps the dials reachable for redis-rs; dropped on close.
     registrations: Mutex<Vec<RegisteredDial>>,
+    /// The last command failure and when it happened, for health reports.
+    last_error: LastError,
 }
 
 impl ClusterEngine {
@@ -199,12 +201,26 @@ impl ClusterEngine {
             attempt_timeout,
             closed: AtomicBool::new(false),
             registrations: Mutex::new(vec![shared_dial, exclusive_dial]),
+            last_error: LastError::default(),
         }))
     }
 
-    /// The handle plugins receive.
-    pub(crate) fn handle(self: &Arc<Self>) -> RedisCluster {
-        host::cluster(self.clone())
+    /// The last command failure and when it happened.
+    pub(crate) fn last_error(&self) -> Option<(String, std::time::SystemTime)> {
+        self.last_error.get()
+    }
+
+    /// Connection counts of the cluster's exclusive connections.
+    pub(crate) fn exclusive_status(&self) -> deadpool::Status {
+        self.exclusive.status()
+    }
+
+    /// Whether nothing uses this engine any more, once it was swapped out of its slot: no
+    /// command running on it and no exclusive connection checked out of it. `owners` is how
+    /// many references the caller itself keeps.
+    pub(crate) fn is_idle(self: &Arc<Self>, owners: usize) -> bool {
+        let status = self.exclusive.status();
+        Arc::strong_count(self) <= owners && status.size == status.available
     }
 
     /// Closes every connection: the shared one, exclusive ones as they come back, and every
@@ -284,11 +300,10 @@ impl ClusterEngine {
                             error.kind(),
                             ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
                         );
-                        Err(failure::annotate(
-                            &failure::cluster(&self.name),
-                            error,
-                            network,
-                        ))
+                        let error =
+                            failure::annotate(&failure::cluster(&self.name), error, network);
+                        self.last_error.set(&error);
+                        Err(error)
                     }
                 };
             };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The parts of a gateway config file that redplug reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     /// `extra_config.redis`.
     pub redis: RedisConfig,
@@ -79,7 +79,7 @@ impl fmt::Display for ConfigWarning {
 }
 
 /// One entry of `endpoints[]`: what redplug reads of it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EndpointConfig {
     /// `endpoint`: the path pattern served, with `{param}` placeholders.
     pub endpoint: String,
@@ -107,7 +107,7 @@ pub struct EndpointConfig {
 }
 
 /// One entry of an endpoint's `backend[]`: what redplug reads of it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BackendConfig {
     /// `host`: base URLs to call, in turn; the top level's `host` when the backend has none.
     pub hosts: Vec<String>,
@@ -125,7 +125,7 @@ pub struct BackendConfig {
 
 /// `extra_config["plugin/redplug"]` of an endpoint or backend: `{"name": [...], "<plugin>":
 /// {...}}`, KrakenD's modifier shape.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScopeConfig {
     /// Where the scope is in the file.
     pub path: String,
@@ -136,7 +136,7 @@ pub struct ScopeConfig {
 }
 
 /// One plugin listed in a scope's `name`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScopedPlugin {
     /// The plugin's registered name.
     pub name: String,
@@ -147,7 +147,7 @@ pub struct ScopedPlugin {
 }
 
 /// `extra_config.redis`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RedisConfig {
     /// `connection_pools[]`, in file order.
     pub connection_pools: Vec<PoolConfig>,
@@ -171,7 +171,7 @@ impl RedisConfig {
 }
 
 /// One entry of `connection_pools[]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PoolConfig {
     /// `name`: unique across pools and clusters.
     pub name: String,
@@ -184,7 +184,7 @@ pub struct PoolConfig {
 }
 
 /// One entry of `clusters[]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClusterConfig {
     /// `name`: unique across pools and clusters.
     pub name: String,
@@ -197,7 +197,7 @@ pub struct ClusterConfig {
 }
 
 /// Options shared by pools and clusters, with KrakenD's defaults applied.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConnectionOptions {
     /// `user_name`, for ACL `AUTH user password`.
     pub user_name: Option<Secret>,
@@ -284,7 +284,7 @@ impl Default for RetryConfig {
 }
 
 /// KrakenD's client TLS object. Files named in it are read when the config loads.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TlsConfig {
     /// `allow_insecure_connections`: skip certificate and host name verification.
     pub allow_insecure_connections: bool,
@@ -329,7 +329,7 @@ impl Default for TlsConfig {
 }
 
 /// A PEM file named in the config, read at load time.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PemFile {
     /// The path as written in the config.
     pub path: PathBuf,
@@ -347,7 +347,7 @@ impl fmt::Debug for PemFile {
 }
 
 /// One entry of `tls.client_certs[]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientCert {
     /// `certificate`: the certificate chain, PEM.
     pub certificate: PemFile,

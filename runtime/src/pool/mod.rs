@@ -15,16 +15,16 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, Timeouts};
 use futures_util::future::BoxFuture;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use redplug::host::{self, PoolBackend};
-use redplug::{PoolStatus, PooledConnection, RedisPool};
+use redplug::{PoolStatus, PooledConnection};
 
 use crate::config::PoolConfig;
-use crate::failure::{self, Waited};
+use crate::failure::{self, LastError, Waited};
 use crate::net::dial::{Connection, Connector};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
 use crate::telemetry::Telemetry;
@@ -91,6 +91,8 @@ pub(crate) struct PoolEngine {
     closed: AtomicBool,
     /// Set by [`PoolEngine::close`]; ends the socket of every connection, checked out or not.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The last command failure and when it happened, for health reports.
+    last_error: LastError,
 }
 
 impl PoolEngine {
@@ -127,12 +129,23 @@ impl PoolEngine {
             pool_timeout: options.pool_timeout,
             closed: AtomicBool::new(false),
             shutdown,
+            last_error: LastError::default(),
         }))
     }
 
-    /// The handle plugins receive.
-    pub(crate) fn handle(self: &Arc<Self>) -> RedisPool {
-        host::pool(self.clone())
+    /// The last command failure and when it happened.
+    pub(crate) fn last_error(&self) -> Option<(String, SystemTime)> {
+        self.last_error.get()
+    }
+
+    /// Whether nothing uses this engine any more, once it was swapped out of its slot: no
+    /// command running on it (each holds the engine) and no exclusive connection checked out
+    /// of it. `owners` is how many references the caller itself keeps.
+    pub(crate) fn is_idle(self: &Arc<Self>, owners: usize) -> bool {
+        let status = self.pool.status();
+        let lane = usize::from(self.lane.current.load().is_some());
+        let exclusive = status.size.saturating_sub(status.available).saturating_sub(lane);
+        Arc::strong_count(self) <= owners && exclusive == 0
     }
 
     /// The pool's name.
@@ -235,7 +248,9 @@ impl PoolEngine {
                 return Err(self.shut_down());
             }
             let Some(wait) = self.retry.next_wait(retry, retries, is_retryable(&error)) else {
-                return Err(failure::annotate(&failure::pool(&self.name), error, true));
+                let error = failure::annotate(&failure::pool(&self.name), error, true);
+                self.last_error.set(&error);
+                return Err(error);
             };
             retry += 1;
             tracing::debug!(pool = %self.name, retry, ?wait, %error, "retrying a failed command");

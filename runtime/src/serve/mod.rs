@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, StatusCode};
@@ -28,7 +29,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{ConfigError, ConfigErrors, GatewayConfig};
+use crate::config::{Config, ConfigError, ConfigErrors, GatewayConfig};
+use crate::reload::ReloadReport;
 use crate::pipeline::BodyLimits;
 use crate::{Backend, Endpoint, Runtime};
 use body::Body;
@@ -44,9 +46,17 @@ pub struct Gateway {
 }
 
 struct Shared {
-    routes: Routes<Target>,
+    /// The routes of the config the runtime runs; a reload replaces them.
+    routes: ArcSwap<Routes<Target>>,
     client: HttpClient,
-    debug_endpoint: bool,
+    runtime: Runtime,
+}
+
+/// Reloads a serving [`Gateway`]'s config (see [`Gateway::reloader`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+    settings: GatewayConfig,
 }
 
 /// One endpoint, ready to answer.
@@ -64,6 +74,7 @@ struct Route {
 /// What to do for a path.
 enum Target {
     Health,
+    Ready,
     Debug,
     Endpoint(Box<Route>),
 }
@@ -78,6 +89,9 @@ pub enum GatewayError {
     /// The HTTP client for backend calls could not be set up.
     #[error("cannot set up the HTTP client for backend calls: {0}")]
     Client(String),
+    /// A reload was refused: the runtime's config did not change.
+    #[error("the config was not reloaded: {0}")]
+    Reload(#[from] crate::StartupError),
     /// The listening socket could not be opened.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -97,48 +111,25 @@ impl Gateway {
     /// tell apart.
     pub fn new(runtime: &Runtime) -> Result<Self, GatewayError> {
         let config = runtime.config();
-        let settings = config.gateway.clone();
-        let mut problems = Vec::new();
-        let mut routes: Routes<Target> = Routes::new();
-        // The gateway's own paths go in first, so that an endpoint that takes one of them is
-        // the one reported. (Adding them to the empty table cannot fail.)
-        let _ = routes.add(Method::GET, "/__health", Target::Health);
-        if settings.debug_endpoint {
-            for method in DEBUG_METHODS {
-                for path in ["/__debug/", "/__debug/{*rest}"] {
-                    let _ = routes.add(method.clone(), path, Target::Debug);
-                }
-            }
-        }
-        for (endpoint, endpoint_config) in runtime.endpoints().iter().zip(&config.endpoints) {
-            let at = endpoint.config_path();
-            let Some(route) = route(endpoint, endpoint_config, &settings, &mut problems) else {
-                continue;
-            };
-            if let Err(message) = routes.add(
-                endpoint.method(),
-                endpoint.path(),
-                Target::Endpoint(Box::new(route)),
-            ) {
-                problems.push(ConfigError {
-                    path: format!("{at}.endpoint"),
-                    message,
-                    value: Some(format!("\"{}\"", endpoint.path())),
-                });
-            }
-        }
-        if let Some(errors) = ConfigErrors::new(problems, None) {
-            return Err(GatewayError::Config(errors));
-        }
+        let routes = table(&config, &runtime.endpoints())?;
         let client = proxy::client().map_err(GatewayError::Client)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                routes,
+                routes: ArcSwap::from_pointee(routes),
                 client,
-                debug_endpoint: settings.debug_endpoint,
+                runtime: runtime.clone(),
             }),
-            settings,
+            settings: config.gateway.clone(),
         })
+    }
+
+    /// A handle that reloads the gateway's config while it serves (what `redplug serve` does
+    /// on SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+            settings: self.settings.clone(),
+        }
     }
 
     /// Opens the listening socket at the config's `listen_ip` (all interfaces by default) and
@@ -207,6 +198,76 @@ impl Gateway {
             ),
         }
         Ok(())
+    }
+}
+
+impl Reloader {
+    /// Reloads the config at `path`: checks that the gateway can serve it, reloads the runtime
+    /// ([`Runtime::reload`]), then routes requests by the new endpoints. Any problem leaves
+    /// everything as it was. The listening address cannot change without a restart: a new
+    /// `port` or `listen_ip` is reported in the log and not applied.
+    pub async fn reload_file(&self, path: &std::path::Path) -> Result<ReloadReport, GatewayError> {
+        let config = crate::config::load(path)?;
+        // Checked with the endpoints' routes alone first: the runtime's reload is what builds
+        // their plugins, and it must not happen for a config the gateway cannot serve.
+        let placeholders: Vec<Endpoint> = config
+            .endpoints
+            .iter()
+            .map(|endpoint| Endpoint::new(endpoint, &[], &vec![Vec::new(); endpoint.backends.len()]))
+            .collect();
+        table(&config, &placeholders)?;
+        let listening = (config.gateway.listen_ip, config.gateway.port);
+        if listening != (self.settings.listen_ip, self.settings.port) {
+            tracing::warn!(
+                "the reloaded config listens elsewhere; the gateway keeps listening where it \
+                 started (restart it to move)"
+            );
+        }
+        let runtime = &self.shared.runtime;
+        let report = runtime.reload(config).await?;
+        match table(&runtime.config(), &runtime.endpoints()) {
+            Ok(routes) => self.shared.routes.store(Arc::new(routes)),
+            // Checked above, so this does not happen; if it did, the old routes keep serving.
+            Err(error) => tracing::error!(%error, "the reloaded endpoints could not be routed"),
+        }
+        Ok(report)
+    }
+}
+
+/// The route table for `config`'s `endpoints`: the gateway's own paths, then every endpoint.
+/// Refuses, all at once and each at its JSON path, what the gateway does not serve.
+fn table(config: &Config, endpoints: &[Endpoint]) -> Result<Routes<Target>, ConfigErrors> {
+    let settings = &config.gateway;
+    let mut problems = Vec::new();
+    let mut routes: Routes<Target> = Routes::new();
+    // The gateway's own paths go in first, so that an endpoint that takes one of them is the
+    // one reported. (Adding them to the empty table cannot fail.)
+    let _ = routes.add(Method::GET, "/__health", Target::Health);
+    let _ = routes.add(Method::GET, "/__ready", Target::Ready);
+    if settings.debug_endpoint {
+        for method in DEBUG_METHODS {
+            for path in ["/__debug/", "/__debug/{*rest}"] {
+                let _ = routes.add(method.clone(), path, Target::Debug);
+            }
+        }
+    }
+    for (endpoint, endpoint_config) in endpoints.iter().zip(&config.endpoints) {
+        let at = endpoint.config_path();
+        let Some(route) = route(endpoint, endpoint_config, settings, &mut problems) else {
+            continue;
+        };
+        let target = Target::Endpoint(Box::new(route));
+        if let Err(message) = routes.add(endpoint.method(), endpoint.path(), target) {
+            problems.push(ConfigError {
+                path: format!("{at}.endpoint"),
+                message,
+                value: Some(format!("\"{}\"", endpoint.path())),
+            });
+        }
+    }
+    match ConfigErrors::new(problems, None) {
+        Some(errors) => Err(errors),
+        None => Ok(routes),
     }
 }
 
@@ -323,6 +384,21 @@ fn shown_or_default(value: Option<&str>, default: &str) -> String {
 }
 
 impl Shared {
+    /// `/__ready`: every pool and cluster with its health; 200 when every one that a plugin
+    /// requires answers, 503 otherwise.
+    async fn ready(&self) -> http::Response<Body> {
+        let health = self.runtime.health().await;
+        let status = if health.ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        match serde_json::to_string(&*health) {
+            Ok(body) => json(status, body),
+            Err(_) => proxy::status(status),
+        }
+    }
+
     /// The response to one client request.
     async fn answer(
         &self,
@@ -330,13 +406,15 @@ impl Shared {
         peer: SocketAddr,
     ) -> http::Response<Body> {
         let path = request.uri().path().to_owned();
-        let (target, params) = match self.routes.find(request.method(), &path) {
+        let routes = self.routes.load_full();
+        let (target, params) = match routes.find(request.method(), &path) {
             Found::Route(target, params) => (target, params),
             Found::Nothing => return proxy::status(StatusCode::NOT_FOUND),
         };
         match target {
             Target::Health => health(),
-            Target::Debug => debug(request, self.debug_endpoint).await,
+            Target::Ready => self.ready().await,
+            Target::Debug => debug(request).await,
             Target::Endpoint(route) => self.endpoint(route, request, &params, peer).await,
         }
     }
@@ -438,10 +516,7 @@ fn health() -> http::Response<Body> {
 
 /// `/__debug/...`: logs the request at debug level and answers `{"message":"pong"}`, as
 /// KrakenD's debug endpoint does, so that a config can use the gateway as its own backend.
-async fn debug(request: http::Request<Incoming>, enabled: bool) -> http::Response<Body> {
-    if !enabled {
-        return proxy::status(StatusCode::NOT_FOUND);
-    }
+async fn debug(request: http::Request<Incoming>) -> http::Response<Body> {
     let (parts, body) = request.into_parts();
     // Read at most 64 KiB of what it was sent, only to log its size; the rest is dropped.
     let limited = http_body_util::Limited::new(body, 64 * 1024);
