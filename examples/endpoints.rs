@@ -42,7 +42,7 @@ async fn run() -> Result<(), String> {
 
     // A client name per run, so that runs within one window do not share a budget.
     let client = format!("alice-{}", std::process::id());
-    for endpoint in runtime.endpoints() {
+    for endpoint in runtime.endpoints().iter() {
         println!(
             "\n{} {}  (endpoint chain: {:?})",
             endpoint.method(),
