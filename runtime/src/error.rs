@@ -87,6 +87,28 @@ pub enum StartupError {
     /// The runtime was shut down, so it cannot be reloaded.
     #[error("the runtime is shut down; start a new one instead of reloading it")]
     ShutDown,
+    /// A plugin's Lua script (`#[redis_script("...")]`) was refused by a server it was loaded
+    /// into at startup, usually because the Lua does not compile. The plugins initialized
+    /// before it were shut down again and every connection closed.
+    #[error(
+        "plugin `{plugin}` ({scope}): the script of field `{field}` ({file}, relative to the \
+         plugin crate's Cargo.toml) was refused by {server}: {message}; fix the Lua in {file} \
+         and rebuild"
+    )]
+    Script {
+        /// The plugin's name.
+        plugin: &'static str,
+        /// Where the instance runs: `service`, or an endpoint or backend.
+        scope: String,
+        /// The `RedisScript` field.
+        field: &'static str,
+        /// The script's file as the attribute names it.
+        file: &'static str,
+        /// The server that refused it: ``pool `name` `` or a cluster's master.
+        server: String,
+        /// The server's reply, such as `ERR Error compiling script (new function): ...`.
+        message: String,
+    },
     /// [`RuntimeBuilder::only_plugins`](crate::RuntimeBuilder::only_plugins) named plugins that
     /// are not registered.
     #[error("{}", UnknownPlugins(.0))]

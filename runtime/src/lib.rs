@@ -165,6 +165,7 @@ mod reload;
 mod retry;
 mod runtime;
 mod scopes;
+mod scripts;
 mod slot;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -2,7 +2,7 @@
 //!
 //! - on the struct: `#[plugin(name = "...", crate = "...")]`;
 //! - on a field: `#[redis_pool("name")]`, `#[redis_cluster("name")]`, `#[redis_selectors]`,
-//!   `#[plugin(config)]`.
+//!   `#[redis_script("path")]`, `#[plugin(config)]`.
 //!
 //! This module only answers "is this attribute well formed, and what does it say". Whether the
 //! values fit together (one role per field, one config field, names that can match a config
@@ -16,7 +16,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Path, Token};
 
 use crate::errors::Errors;
-use crate::kinds::{CONNECTIONS, ConnectionKind, PLUGIN, SELECTORS, field_attribute};
+use crate::kinds::{CONNECTIONS, ConnectionKind, PLUGIN, SCRIPT, SELECTORS, field_attribute};
 
 const STRUCT_KEYS: &str = "`name` and `crate`";
 
@@ -35,6 +35,8 @@ pub(crate) enum Role {
     Connection(&'static ConnectionKind, LitStr),
     /// `#[redis_selectors]`.
     Selectors,
+    /// `#[redis_script("path")]`: the path as written, relative to the crate's manifest.
+    Script(LitStr),
     /// `#[plugin(config)]`.
     Config,
 }
@@ -45,6 +47,7 @@ impl Role {
         match self {
             Role::Connection(kind, _) => format!("#[{}(\"...\")]", kind.attribute),
             Role::Selectors => format!("#[{SELECTORS}]"),
+            Role::Script(_) => format!("#[{SCRIPT}(\"...\")]"),
             Role::Config => format!("#[{PLUGIN}(config)]"),
         }
     }
@@ -147,6 +150,13 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> Vec<FieldAttr> 
             if errors.ok(selectors(attr)).is_some() {
                 roles.push(FieldAttr {
                     role: Role::Selectors,
+                    key,
+                });
+            }
+        } else if path.is_ident(SCRIPT) {
+            if let Some(path) = errors.ok(script(attr)) {
+                roles.push(FieldAttr {
+                    role: Role::Script(path),
                     key,
                 });
             }
@@ -318,6 +328,98 @@ fn connection_name(input: ParseStream, kind: &ConnectionKind) -> syn::Result<Lit
     ))
 }
 
+/// How messages show a script path to write.
+const SCRIPT_EXAMPLE: &str = "#[redis_script(\"scripts/limit.lua\")]";
+
+/// `#[redis_script("path")]`: exactly one string literal, the path of a Lua file.
+fn script(attr: &Attribute) -> syn::Result<LitStr> {
+    match &attr.meta {
+        Meta::Path(_) => Err(syn::Error::new_spanned(
+            attr,
+            format!(
+                "`#[redis_script]` needs the path of a Lua file, relative to the directory of the crate's Cargo.toml: write `{SCRIPT_EXAMPLE}`"
+            ),
+        )),
+        Meta::NameValue(meta) => Err(syn::Error::new_spanned(
+            &meta.value,
+            format!(
+                "`#[redis_script = ...]` is not the syntax: write the path in parentheses, `#[redis_script({})]`",
+                suggested_path(&meta.value)
+            ),
+        )),
+        Meta::List(list) if !is_paren(list) => Err(syn::Error::new(
+            list.delimiter.span().join(),
+            format!("write the path of the Lua file in parentheses: `{SCRIPT_EXAMPLE}`"),
+        )),
+        Meta::List(list) if list.tokens.is_empty() => Err(syn::Error::new(
+            list.delimiter.span().join(),
+            format!(
+                "`#[redis_script()]` is empty: write the path of a Lua file, relative to the directory of the crate's Cargo.toml, such as `{SCRIPT_EXAMPLE}`"
+            ),
+        )),
+        Meta::List(list) => list.parse_args_with(script_path),
+    }
+}
+
+fn script_path(input: ParseStream) -> syn::Result<LitStr> {
+    if input.peek(LitStr) {
+        let path: LitStr = input.parse()?;
+        if !path.suffix().is_empty() {
+            return Err(syn::Error::new(
+                path.span(),
+                format!(
+                    "remove the suffix `{}` after the path: write `#[redis_script({:?})]`",
+                    path.suffix(),
+                    path.value()
+                ),
+            ));
+        }
+        if input.peek(Token![,]) {
+            input.parse::<Token![,]>()?;
+        }
+        if input.is_empty() {
+            return Ok(path);
+        }
+        let second: TokenTree = input.parse()?;
+        return Err(syn::Error::new(
+            second.span(),
+            "`#[redis_script(...)]` takes one path: a field holds one script; declare another `RedisScript` field for a second script",
+        ));
+    }
+    if input.peek(Lit) {
+        let lit: Lit = input.parse()?;
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "the path must be a string literal: write `#[redis_script({})]`",
+                quoted(&lit_text(&lit))
+            ),
+        ));
+    }
+    if input.peek(Ident::peek_any) {
+        let ident = input.call(Ident::parse_any)?;
+        let message = if input.peek(Token![!]) {
+            format!(
+                "macros are not expanded inside `#[redis_script(...)]`: write the path as a string literal, relative to the directory of the crate's Cargo.toml, such as `{SCRIPT_EXAMPLE}`"
+            )
+        } else if input.peek(Token![=]) {
+            format!(
+                "`#[redis_script(...)]` takes the path alone, without a key: write `{SCRIPT_EXAMPLE}`"
+            )
+        } else {
+            format!(
+                "the path must be a string literal, not a path or constant: the file is read when the crate compiles; write `{SCRIPT_EXAMPLE}`"
+            )
+        };
+        return Err(syn::Error::new(ident.span(), message));
+    }
+    let token: TokenTree = input.parse()?;
+    Err(syn::Error::new(
+        token.span(),
+        format!("expected the path of a Lua file as a string literal: `{SCRIPT_EXAMPLE}`"),
+    ))
+}
+
 /// `#[redis_selectors]`: a bare path.
 fn selectors(attr: &Attribute) -> syn::Result<()> {
     let (offending, name): (&dyn quote::ToTokens, String) = match &attr.meta {
@@ -414,6 +516,14 @@ fn suggested_name(value: &Expr) -> String {
             None => "\"name\"".to_owned(),
         },
         _ => "\"name\"".to_owned(),
+    }
+}
+
+/// What the user probably meant as a script path, quoted; the example path otherwise.
+fn suggested_path(value: &Expr) -> String {
+    match value {
+        Expr::Lit(ExprLit { lit, .. }) => quoted(&lit_text(lit)),
+        _ => "\"scripts/limit.lua\"".to_owned(),
     }
 }
 

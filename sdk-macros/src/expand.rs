@@ -12,7 +12,8 @@ use syn::{DeriveInput, LitStr, Type};
 use crate::ast::{Field, Input};
 use crate::attr::Role;
 use crate::errors::Errors;
-use crate::kinds::ConnectionKind;
+use crate::kinds::{ConnectionKind, SCRIPT_FIELD_TRAIT};
+use crate::script::{self, ScriptFile};
 use crate::valid;
 
 /// Why the derive failed, and an expansion to emit next to the errors so that code using the
@@ -40,8 +41,9 @@ pub(crate) fn try_derive(node: &DeriveInput) -> Result<TokenStream, Failure> {
     let mut errors = Errors::default();
     let input = Input::from_syn(node, &mut errors);
     valid::check(&input, &mut errors);
+    let scripts = read_scripts(&input, &mut errors);
     match errors.finish() {
-        Ok(()) => Ok(plugin(&input)),
+        Ok(()) => Ok(plugin(&input, &scripts)),
         Err(error) => Err(Failure {
             error,
             fallback: fallback(&input),
@@ -49,24 +51,54 @@ pub(crate) fn try_derive(node: &DeriveInput) -> Result<TokenStream, Failure> {
     }
 }
 
-fn plugin(input: &Input) -> TokenStream {
+/// The file of every `#[redis_script("...")]` field whose path is well formed, by field index.
+/// A missing or unreadable file is reported with the other mistakes.
+fn read_scripts(input: &Input, errors: &mut Errors) -> Vec<Option<ScriptFile>> {
+    input
+        .fields()
+        .iter()
+        .map(|field| match field.role() {
+            Some(Role::Script(path)) if valid::script_path_problem(&path.value()).is_none() => {
+                errors.ok(script::read(path))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn plugin(input: &Input, files: &[Option<ScriptFile>]) -> TokenStream {
     let krate = krate(input);
-    let ident = input.ident;
+    let plugin_type = input.ident;
     let (_, _, where_clause) = input.generics.split_for_impl();
     let name = input.plugin_name();
     let type_name = input.type_name();
 
     let mut needs = Vec::new();
+    let mut scripts = Vec::new();
+    let mut injected = Vec::new();
     let mut inits = Vec::new();
     let mut check = None;
-    for field in input.fields() {
+    for (field, file) in input.fields().iter().zip(files) {
         let ty = field.ty;
         let span = ty.span();
         let index = Literal::usize_unsuffixed(needs.len());
         let init = match field.role() {
             Some(Role::Connection(kind, lit)) => {
                 needs.push(need(&krate, field, kind, lit));
+                injected.push(injection(&krate, field, kind));
                 connection(&krate, &name, field, kind, lit, &index)
+            }
+            Some(Role::Script(path)) => {
+                let index = Literal::usize_unsuffixed(scripts.len());
+                if let Some(file) = file {
+                    scripts.push(plugin_script(&krate, field, path, file));
+                }
+                let field_trait = ident(SCRIPT_FIELD_TRAIT);
+                quote_spanned! {span=>
+                    <#ty as #krate::__private::#field_trait>::from_script(
+                        <Self as #krate::Plugin>::SCRIPTS[#index].script,
+                    )
+                }
             }
             Some(Role::Selectors) => quote_spanned! {span=>
                 <#ty as #krate::__private::SelectorsField>::from_selectors(__context.selectors())
@@ -94,11 +126,27 @@ fn plugin(input: &Input) -> TokenStream {
             }
         }
     });
+    // Both only when there is something to list; the trait's defaults say "none".
+    let scripts = (!scripts.is_empty()).then(|| {
+        quote! {
+            const SCRIPTS: &'static [#krate::PluginScript] = &[#(#scripts),*];
+        }
+    });
+    let injected = (!injected.is_empty()).then(|| {
+        quote! {
+            fn injected(&self) -> #krate::__private::Injections {
+                let mut __injected = #krate::__private::Injections::new();
+                #(#injected)*
+                __injected
+            }
+        }
+    });
     quote! {
         #[automatically_derived]
-        impl #krate::Plugin for #ident #where_clause {
+        impl #krate::Plugin for #plugin_type #where_clause {
             const NAME: &'static str = #name;
             const NEEDS: &'static [#krate::__private::Need] = &[#(#needs),*];
+            #scripts
 
             fn build(
                 __context: &mut #krate::__private::BuildContext<'_>,
@@ -106,11 +154,12 @@ fn plugin(input: &Input) -> TokenStream {
                 ::core::result::Result::Ok(Self { #(#inits),* })
             }
             #check_config
+            #injected
         }
 
         const _: () = {
             #krate::__private::inventory::submit! {
-                #krate::__private::Registration::of::<#ident>(
+                #krate::__private::Registration::of::<#plugin_type>(
                     ::core::concat!(::core::module_path!(), "::", #type_name),
                     #krate::__private::SourceLocation {
                         file: ::core::file!(),
@@ -140,6 +189,35 @@ fn need(krate: &TokenStream, field: &Field, kind: &ConnectionKind, name: &LitStr
             name: #name,
             optional: #optional,
         }
+    }
+}
+
+/// One entry of `Plugin::SCRIPTS`: the source comes from `include_str!` on the file's absolute
+/// path, which also makes cargo rebuild the crate when the file changes.
+fn plugin_script(
+    krate: &TokenStream,
+    field: &Field,
+    path: &LitStr,
+    file: &ScriptFile,
+) -> TokenStream {
+    let (field, absolute, sha1) = (&field.name, &file.absolute, &file.sha1);
+    quote! {
+        #krate::PluginScript {
+            field: #field,
+            script: #krate::RedisScript::__from_file(#path, ::core::include_str!(#absolute), #sha1),
+        }
+    }
+}
+
+/// The handle a pool or cluster field holds, for the host to prepare (it loads the plugin's
+/// scripts into those servers). Same path and span as `need`, so a field of the wrong type
+/// still gets one diagnostic.
+fn injection(krate: &TokenStream, field: &Field, kind: &ConnectionKind) -> TokenStream {
+    let (method, field_trait) = (ident(kind.method), ident(kind.field_trait));
+    let (ty, member, name) = (field.ty, &field.member, &field.name);
+    let handle = quote_spanned!(ty.span()=> <#ty as #krate::__private::#field_trait>::injected(&self.#member));
+    quote! {
+        __injected.#method(#name, #handle);
     }
 }
 

@@ -47,6 +47,12 @@ pub(crate) const CONNECTIONS: [&ConnectionKind; 2] = [&POOL, &CLUSTER];
 /// `#[redis_selectors]`: lookups by name over every connection.
 pub(crate) const SELECTORS: &str = "redis_selectors";
 
+/// `#[redis_script("path")]`: a Lua file, read and hashed at compile time.
+pub(crate) const SCRIPT: &str = "redis_script";
+
+/// The `__private` trait a `#[redis_script("...")]` field must implement.
+pub(crate) const SCRIPT_FIELD_TRAIT: &str = "ScriptField";
+
 /// `#[plugin(...)]`: on the struct `name` and `crate`, on a field `config`.
 pub(crate) const PLUGIN: &str = "plugin";
 
@@ -55,5 +61,9 @@ pub(crate) fn field_attribute(attribute: &str) -> Option<String> {
     if let Some(kind) = CONNECTIONS.iter().find(|kind| kind.attribute == attribute) {
         return Some(format!("#[{}(\"...\")]", kind.attribute));
     }
-    (attribute == SELECTORS).then(|| format!("#[{SELECTORS}]"))
+    match attribute {
+        SELECTORS => Some(format!("#[{SELECTORS}]")),
+        SCRIPT => Some(format!("#[{SCRIPT}(\"...\")]")),
+        _ => None,
+    }
 }

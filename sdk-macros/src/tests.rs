@@ -328,3 +328,45 @@ fn failures_still_emit_an_impl_except_for_generic_types() {
     assert!(fallback("enum E { A }").contains("impl :: redplug :: Plugin for E"));
     assert!(fallback("struct G<T>(T);").is_empty());
 }
+
+#[test]
+fn a_script_field_includes_its_file_and_carries_its_sha1() {
+    // Any UTF-8 file of this crate serves as a script here.
+    let tokens = expands(
+        "struct S { #[redis_pool(\"p\")] redis: RedisPool, #[redis_script(\"Cargo.toml\")] limit: RedisScript }",
+    );
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let bytes = std::fs::read(&manifest).unwrap();
+    let sha1 = sha1_smol::Sha1::from(&bytes).digest().to_string();
+    assert!(
+        tokens.contains(&format!(
+            "include_str ! ({:?})",
+            manifest.display().to_string()
+        )),
+        "{tokens}"
+    );
+    assert!(tokens.contains(&format!("{sha1:?}")), "{tokens}");
+    assert!(tokens.contains("const SCRIPTS"), "{tokens}");
+    assert!(tokens.contains("fn injected"), "{tokens}");
+}
+
+#[test]
+fn plugins_without_scripts_or_connections_keep_the_trait_defaults() {
+    let tokens = expands("struct S { hits: u64 }");
+    assert!(!tokens.contains("SCRIPTS"), "{tokens}");
+    assert!(!tokens.contains("fn injected"), "{tokens}");
+}
+
+#[test]
+fn script_mistakes_are_reported_with_the_others() {
+    let messages = errors(
+        "struct S { #[redis_script(\"no/such/file.lua\")] a: RedisScript, #[redis_script(\"\")] b: RedisScript, #[redis_script] c: RedisScript, #[redis_script(\"/abs.lua\")] d: RedisScript }",
+    );
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("no/such/file.lua") && m.contains("does not exist")),
+        "{messages:#?}"
+    );
+}

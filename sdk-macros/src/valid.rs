@@ -12,6 +12,7 @@ use crate::ast::{Data, Field, Input};
 use crate::attr::Role;
 use crate::errors::Errors;
 use crate::kinds::ConnectionKind;
+use crate::script;
 
 pub(crate) fn check(input: &Input, errors: &mut Errors) {
     struct_only(input, errors);
@@ -22,8 +23,10 @@ pub(crate) fn check(input: &Input, errors: &mut Errors) {
     reserved_name(input, errors);
     for field in input.fields() {
         one_role_per_field(field, errors);
-        if let Some(Role::Connection(kind, name)) = field.role() {
-            connection_name(kind, name, errors);
+        match field.role() {
+            Some(Role::Connection(kind, name)) => connection_name(kind, name, errors),
+            Some(Role::Script(path)) => script_path(path, errors),
+            _ => {}
         }
     }
     one_config_field(input.fields(), errors);
@@ -138,6 +141,37 @@ fn connection_name(kind: &ConnectionKind, name: &LitStr, errors: &mut Errors) {
                 value.trim()
             ),
         );
+    }
+}
+
+/// A script path names a file in the crate: an empty one names the crate's folder, surrounding
+/// whitespace is a typo that would only show as a missing file, and an absolute path works on
+/// the machine it was written on and nowhere else.
+fn script_path(path: &LitStr, errors: &mut Errors) {
+    if let Some(problem) = script_path_problem(&path.value()) {
+        errors.spanned(path, problem);
+    }
+}
+
+/// What is wrong with a script path before looking for the file, if anything. The derive
+/// reads only files whose path passed this.
+pub(crate) fn script_path_problem(value: &str) -> Option<String> {
+    if value.trim().is_empty() {
+        Some(
+            "`#[redis_script(\"\")]` has no path: write the path of a Lua file, relative to the directory of the crate's Cargo.toml, such as `#[redis_script(\"scripts/limit.lua\")]`"
+                .to_owned(),
+        )
+    } else if value.trim() != value {
+        Some(format!(
+            "`#[redis_script({value:?})]` has whitespace around the path: write `#[redis_script({:?})]`",
+            value.trim()
+        ))
+    } else if script::is_absolute(value) {
+        Some(format!(
+            "`#[redis_script({value:?})]` is an absolute path, which only exists on this machine: write the path relative to the directory of the crate's Cargo.toml, and keep the file inside the crate so that it ships with it"
+        ))
+    } else {
+        None
     }
 }
 

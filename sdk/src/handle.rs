@@ -60,7 +60,8 @@ impl RedisPool {
     /// Runs one command without the pool's retries, for commands that must not be applied
     /// twice (a retried `INCR` whose reply was lost would count twice).
     pub async fn query_once<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        let value = self.backend.send_once(cmd).await?;
+        // A server's error reply is an error here, as with `Cmd::query_async`.
+        let value = self.backend.send_once(cmd).await?.extract_error()?;
         redis::from_redis_value(value).map_err(Into::into)
     }
 

@@ -8,13 +8,14 @@
 //! [`build`]. The [`BuiltPlugin`] it gets back is both the plugin's own type (for typed lookups)
 //! and a [`DynMiddleware`] it calls per request.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use redis::aio::ConnectionLike;
 
 pub use crate::handle::{ClusterBackend, PoolBackend};
 pub use crate::middleware::DynMiddleware;
-pub use crate::registry::{BuildContext, BuiltPlugin, Resolved};
+pub use crate::registry::{BuildContext, BuiltPlugin, Injected, InjectedHandle, Resolved};
 use crate::{BuildError, PooledConnection, RedisCluster, RedisPool, RedisSelectors, Registration};
 
 /// The [`RedisPool`] handle plugins receive for `backend`.
@@ -67,4 +68,13 @@ pub fn check_config(
     context: &BuildContext<'_>,
 ) -> Result<(), BuildError> {
     registration.check_config(context)
+}
+
+/// The pools and clusters a built plugin holds in its `#[redis_pool]` and `#[redis_cluster]`
+/// fields (an `Option` field that got `None` holds nothing), with the fields that hold them.
+/// `plugin` is [`BuiltPlugin::any`] of a plugin built from `registration`; anything else holds
+/// nothing. A host loads the plugin's [`scripts`](Registration::scripts) into these servers
+/// before the plugin's first request.
+pub fn injected(registration: &Registration, plugin: &(dyn Any + Send + Sync)) -> Vec<Injected> {
+    registration.injected(plugin)
 }

@@ -35,12 +35,24 @@
 //! | `#[redis_pool("name")]` | [`RedisPool`] or `Option<RedisPool>` | the pool of that name |
 //! | `#[redis_cluster("name")]` | [`RedisCluster`] or `Option<RedisCluster>` | the cluster of that name |
 //! | `#[redis_selectors]` | [`RedisSelectors`] | lookups by name, for names chosen at run time |
+//! | `#[redis_script("path")]` | [`RedisScript`] | the Lua file at `path` (relative to the crate's `Cargo.toml`), read and hashed at compile time |
 //! | `#[plugin(config)]` | any `serde::Deserialize` type | `extra_config["plugin/redplug"]["<plugin name>"]` |
 //! | none | any `Default` type | `Default::default()` |
 //!
 //! A required name that the config does not define stops the gateway at startup with a list of
 //! every unresolved name and a suggestion; an `Option` field gets `None` and a warning instead.
 //! The plugin's name is `#[plugin(name = "...")]`, or the type's name in snake_case.
+//!
+//! ## Lua scripts
+//!
+//! `#[redis_script("scripts/limit.lua")] limit: RedisScript` reads the file when the crate
+//! compiles (a missing file or one that is not UTF-8 is a compile error) and rebuilds the crate
+//! when it changes. The runtime loads each plugin's scripts into the servers of the pools and
+//! clusters it was given before the plugin's `init`, and refuses to start, naming plugin, field
+//! and file, when a script does not compile on the server. At request time
+//! `self.limit.key(k).arg(n).invoke(&mut self.redis.clone())` sends `EVALSHA`, falling back to
+//! `EVAL` when a server lost the script (a restart, a failover, `SCRIPT FLUSH`). See
+//! [`RedisScript`].
 //!
 //! ## Durations in a plugin's config
 //!
@@ -62,6 +74,7 @@ mod handle;
 pub mod host;
 mod middleware;
 mod registry;
+mod script;
 mod selectors;
 
 #[doc(hidden)]
@@ -73,7 +86,8 @@ pub use redis;
 pub use error::{BuildError, PluginError};
 pub use handle::{ClusterConnection, PoolStatus, PooledConnection, RedisCluster, RedisPool};
 pub use middleware::{Bodies, Flow, Middleware, Request, Response};
-pub use registry::{Need, NeedKind, Plugin, Registration, SourceLocation};
+pub use registry::{Need, NeedKind, Plugin, PluginScript, Registration, SourceLocation};
+pub use script::{RedisScript, ScriptCall};
 pub use selectors::RedisSelectors;
 
 /// Derives [`Plugin`](trait@Plugin) for a struct whose fields name the Redis connections it needs.
@@ -123,7 +137,8 @@ pub use selectors::RedisSelectors;
 ///
 /// Attributes: `#[plugin(name = "...")]` and `#[plugin(crate = "path")]` (for a renamed
 /// `redplug` dependency) on the struct; `#[redis_pool("name")]`, `#[redis_cluster("name")]`,
-/// `#[redis_selectors]` and `#[plugin(config)]` on fields. Generic structs, enums and unions are
+/// `#[redis_selectors]`, `#[redis_script("path")]` (a [`RedisScript`] read from a file of the
+/// crate) and `#[plugin(config)]` on fields. Generic structs, enums and unions are
 /// rejected at compile time, as is a plugin without `impl Middleware`.
 pub use redplug_macros::Plugin;
 
@@ -142,7 +157,7 @@ macro_rules! link {
 /// Everything a plugin file needs: `use redplug::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Bodies, Flow, Middleware, Plugin, PluginError, RedisCluster, RedisPool, RedisSelectors,
-        Request, Response,
+        Bodies, Flow, Middleware, Plugin, PluginError, RedisCluster, RedisPool, RedisScript,
+        RedisSelectors, Request, Response,
     };
 }

@@ -7,7 +7,8 @@ pub use inventory;
 
 pub use crate::registry::{BuildContext, Need, NeedKind, Registration, SourceLocation};
 
-use crate::{RedisCluster, RedisPool, RedisSelectors};
+use crate::registry::{Injected, InjectedHandle};
+use crate::{RedisCluster, RedisPool, RedisScript, RedisSelectors};
 
 /// Field types `#[redis_pool("name")]` accepts.
 #[diagnostic::on_unimplemented(
@@ -20,6 +21,8 @@ pub trait PoolField: Sized {
     const OPTIONAL: bool;
     /// `None` when a required pool is missing.
     fn from_resolved(pool: Option<RedisPool>) -> Option<Self>;
+    /// The pool the field holds, if any.
+    fn injected(&self) -> Option<RedisPool>;
 }
 
 impl PoolField for RedisPool {
@@ -27,12 +30,18 @@ impl PoolField for RedisPool {
     fn from_resolved(pool: Option<RedisPool>) -> Option<Self> {
         pool
     }
+    fn injected(&self) -> Option<RedisPool> {
+        Some(self.clone())
+    }
 }
 
 impl PoolField for Option<RedisPool> {
     const OPTIONAL: bool = true;
     fn from_resolved(pool: Option<RedisPool>) -> Option<Self> {
         Some(pool)
+    }
+    fn injected(&self) -> Option<RedisPool> {
+        self.clone()
     }
 }
 
@@ -47,6 +56,8 @@ pub trait ClusterField: Sized {
     const OPTIONAL: bool;
     /// `None` when a required cluster is missing.
     fn from_resolved(cluster: Option<RedisCluster>) -> Option<Self>;
+    /// The cluster the field holds, if any.
+    fn injected(&self) -> Option<RedisCluster>;
 }
 
 impl ClusterField for RedisCluster {
@@ -54,12 +65,67 @@ impl ClusterField for RedisCluster {
     fn from_resolved(cluster: Option<RedisCluster>) -> Option<Self> {
         cluster
     }
+    fn injected(&self) -> Option<RedisCluster> {
+        Some(self.clone())
+    }
 }
 
 impl ClusterField for Option<RedisCluster> {
     const OPTIONAL: bool = true;
     fn from_resolved(cluster: Option<RedisCluster>) -> Option<Self> {
         Some(cluster)
+    }
+    fn injected(&self) -> Option<RedisCluster> {
+        self.clone()
+    }
+}
+
+/// Field types `#[redis_script("...")]` accepts.
+#[diagnostic::on_unimplemented(
+    message = "`#[redis_script(\"...\")]` needs a field of type `RedisScript`, not `{Self}`",
+    label = "this type cannot hold a Lua script",
+    note = "declare the field as `RedisScript` and run it with `self.<field>.key(...).arg(...).invoke(&mut connection)`"
+)]
+pub trait ScriptField: Sized {
+    /// Builds the field from the script the derive read.
+    fn from_script(script: RedisScript) -> Self;
+}
+
+impl ScriptField for RedisScript {
+    fn from_script(script: RedisScript) -> Self {
+        script
+    }
+}
+
+/// The handles a plugin's pool and cluster fields hold, collected by generated code.
+#[derive(Default)]
+pub struct Injections(Vec<Injected>);
+
+impl Injections {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn pool(&mut self, field: &'static str, pool: Option<RedisPool>) {
+        if let Some(pool) = pool {
+            self.0.push(Injected {
+                field,
+                handle: InjectedHandle::Pool(pool),
+            });
+        }
+    }
+
+    pub fn cluster(&mut self, field: &'static str, cluster: Option<RedisCluster>) {
+        if let Some(cluster) = cluster {
+            self.0.push(Injected {
+                field,
+                handle: InjectedHandle::Cluster(cluster),
+            });
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Injected> {
+        self.0
     }
 }
 
@@ -83,7 +149,7 @@ impl SelectorsField for RedisSelectors {
 #[diagnostic::on_unimplemented(
     message = "field of type `{Self}` has no redplug attribute and `{Self}` does not implement `Default`",
     label = "the derive builds this field with `Default::default()`",
-    note = "implement `Default` for `{Self}`, or mark the field `#[redis_pool(\"name\")]`, `#[redis_cluster(\"name\")]`, `#[redis_selectors]` or `#[plugin(config)]`"
+    note = "implement `Default` for `{Self}`, or mark the field `#[redis_pool(\"name\")]`, `#[redis_cluster(\"name\")]`, `#[redis_selectors]`, `#[redis_script(\"path\")]` or `#[plugin(config)]`"
 )]
 pub trait DefaultField: Sized {
     /// `Default::default()`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::middleware::DynMiddleware;
-use crate::{BuildError, Middleware, RedisCluster, RedisPool, RedisSelectors};
+use crate::{BuildError, Middleware, RedisCluster, RedisPool, RedisScript, RedisSelectors};
 
 /// A plugin the runtime can build: its name, the connections it needs and how to construct it
 /// once they are resolved.
@@ -19,6 +19,9 @@ pub trait Plugin: Middleware + Sized {
     const NAME: &'static str;
     /// Every named connection the plugin's fields ask for, in field order.
     const NEEDS: &'static [Need];
+    /// Every `#[redis_script("...")]` field, in field order: what the runtime loads into the
+    /// servers of the plugin's pools and clusters at startup.
+    const SCRIPTS: &'static [PluginScript] = &[];
 
     /// Builds the plugin from connections the runtime has already resolved.
     #[doc(hidden)]
@@ -32,6 +35,40 @@ pub trait Plugin: Middleware + Sized {
         let _ = context;
         Ok(())
     }
+
+    /// The handles this instance holds in its pool and cluster fields (see
+    /// [`crate::host::injected`]).
+    #[doc(hidden)]
+    fn injected(&self) -> crate::__private::Injections {
+        crate::__private::Injections::new()
+    }
+}
+
+/// One `#[redis_script("...")]` field of a plugin.
+#[derive(Clone, Copy, Debug)]
+pub struct PluginScript {
+    /// The Rust field.
+    pub field: &'static str,
+    /// The script it holds: path, source and SHA1.
+    pub script: RedisScript,
+}
+
+/// A connection handle held by one field of a built plugin (see [`crate::host::injected`]).
+#[derive(Clone, Debug)]
+pub struct Injected {
+    /// The field that holds it.
+    pub field: &'static str,
+    /// The handle.
+    pub handle: InjectedHandle,
+}
+
+/// The handle an [`Injected`] field holds.
+#[derive(Clone, Debug)]
+pub enum InjectedHandle {
+    /// A `#[redis_pool("...")]` field's pool.
+    Pool(RedisPool),
+    /// A `#[redis_cluster("...")]` field's cluster.
+    Cluster(RedisCluster),
 }
 
 /// One named connection a plugin field asks for.
@@ -105,8 +142,11 @@ pub struct Registration {
     pub location: SourceLocation,
     /// The connections the plugin asks for ([`Plugin::NEEDS`]).
     pub needs: &'static [Need],
+    /// The plugin's Lua scripts ([`Plugin::SCRIPTS`]).
+    pub scripts: &'static [PluginScript],
     build: fn(&mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError>,
     check_config: fn(&BuildContext<'_>) -> Result<(), BuildError>,
+    injected: fn(&(dyn Any + Send + Sync)) -> Vec<Injected>,
     type_id: fn() -> TypeId,
 }
 
@@ -119,8 +159,10 @@ impl Registration {
             type_name,
             location,
             needs: T::NEEDS,
+            scripts: T::SCRIPTS,
             build: build_erased::<T>,
             check_config: T::check_config,
+            injected: injected_erased::<T>,
             type_id: TypeId::of::<T>,
         }
     }
@@ -133,6 +175,11 @@ impl Registration {
     /// Checks the plugin's config (see [`crate::host::check_config`]).
     pub(crate) fn check_config(&self, context: &BuildContext<'_>) -> Result<(), BuildError> {
         (self.check_config)(context)
+    }
+
+    /// The handles `plugin` holds (see [`crate::host::injected`]).
+    pub(crate) fn injected(&self, plugin: &(dyn Any + Send + Sync)) -> Vec<Injected> {
+        (self.injected)(plugin)
     }
 
     /// The plugin type's `TypeId`.
@@ -153,11 +200,20 @@ impl fmt::Debug for Registration {
             .field("type_name", &self.type_name)
             .field("location", &self.location)
             .field("needs", &self.needs)
+            .field("scripts", &self.scripts)
             .finish()
     }
 }
 
 inventory::collect!(Registration);
+
+/// `plugin`'s handles when it is a `T`; none when it is something else.
+fn injected_erased<T: Plugin>(plugin: &(dyn Any + Send + Sync)) -> Vec<Injected> {
+    plugin
+        .downcast_ref::<T>()
+        .map(|plugin| plugin.injected().into_vec())
+        .unwrap_or_default()
+}
 
 fn build_erased<T: Plugin>(context: &mut BuildContext<'_>) -> Result<BuiltPlugin, BuildError> {
     let plugin = Arc::new(T::build(context)?);

@@ -417,3 +417,59 @@ impl PoolBackend for StubPool {
         }
     }
 }
+
+/// A plugin with a Lua script next to a pool and an optional cluster.
+#[derive(Plugin)]
+struct Scripted {
+    #[redis_pool("cache")]
+    redis: RedisPool,
+    #[redis_cluster("shared_cluster")]
+    cluster: Option<RedisCluster>,
+    #[redis_script("scripts/spend.lua")]
+    spend: RedisScript,
+}
+
+impl Middleware for Scripted {}
+
+#[test]
+fn scripts_are_read_at_compile_time_with_their_sha1() {
+    let source = include_str!("../scripts/spend.lua");
+    assert_eq!(Scripted::SCRIPTS.len(), 1);
+    let script = Scripted::SCRIPTS[0];
+    assert_eq!(script.field, "spend");
+    assert_eq!(script.script.path(), "scripts/spend.lua");
+    assert_eq!(script.script.source(), source);
+    // `sha1sum scripts/spend.lua`
+    assert_eq!(
+        script.script.sha1(),
+        "30b33f12af679a848a2e4af6e259fab997f3a42b"
+    );
+    assert_eq!(registration::<Scripted>().scripts.len(), 1);
+    assert!(Counter::SCRIPTS.is_empty());
+}
+
+#[test]
+fn the_host_sees_the_handles_a_built_plugin_holds() {
+    let pool = stub_pool("cache");
+    let selectors = host::selectors([pool.clone()], []);
+    let mut context = BuildContext::new(
+        Scripted::NAME,
+        Scripted::NEEDS,
+        vec![Resolved::Pool(Some(pool)), Resolved::Cluster(None)],
+        &selectors,
+        None,
+    );
+    let scripted = registration::<Scripted>();
+    let built = host::build(scripted, &mut context).expect("builds");
+    let injected = host::injected(scripted, &*built.any);
+    assert_eq!(injected.len(), 1, "the cluster is None: {injected:?}");
+    assert_eq!(injected[0].field, "redis");
+    assert!(
+        matches!(&injected[0].handle, host::InjectedHandle::Pool(p) if p.name() == "cache"),
+        "{injected:?}"
+    );
+    // Another type's registration finds nothing in this plugin.
+    assert!(host::injected(registration::<Counter>(), &*built.any).is_empty());
+    let scripted = built.any.downcast::<Scripted>().expect("a Scripted");
+    assert_eq!(scripted.spend.sha1(), Scripted::SCRIPTS[0].script.sha1());
+}

@@ -5,9 +5,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 
 /// The server binary every [`RedisServer`](crate::RedisServer) runs.
-pub const REDIS_SERVER: &str = "redis-server";
+pub(crate) const REDIS_SERVER: &str = "redis-server";
 /// The command-line client used to form clusters and to probe TLS servers.
-pub const REDIS_CLI: &str = "redis-cli";
+pub(crate) const REDIS_CLI: &str = "redis-cli";
 
 /// The panic message for a Redis program that is not on `PATH`, with install instructions.
 ///

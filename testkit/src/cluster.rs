@@ -227,6 +227,23 @@ impl RedisCluster {
         self.node_for_slot(Self::slot_for_key(key))
     }
 
+    /// Empties the script cache of every running node (see [`RedisServer::flush_scripts`]).
+    pub fn flush_scripts(&self) {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            node.flush_scripts();
+        }
+    }
+
+    /// Closes every client connection of every running node (see
+    /// [`RedisServer::kill_clients`]); returns how many were closed.
+    pub fn kill_clients(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(RedisServer::kill_clients)
+            .sum()
+    }
+
     /// Kills node `i` (like a crash).
     pub fn kill_node(&self, i: usize) {
         self.nodes[i].stop();

@@ -295,6 +295,42 @@ impl RedisServer {
         }
     }
 
+    /// Closes every client connection the server has (`CLIENT KILL TYPE normal`), as a
+    /// server-side timeout, a proxy or a network blip would: the clients' next command finds its
+    /// socket closed. The server keeps running with its data. Returns how many were closed.
+    pub fn kill_clients(&self) -> usize {
+        let mut con = self.conn();
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut con)
+            .unwrap_or_else(|e| self.fail(&format!("CLIENT KILL failed: {e}")))
+    }
+
+    /// Empties the server's script cache (`SCRIPT FLUSH`), as a failover to a replica or a
+    /// restart does: the next `EVALSHA` of every script answers `NOSCRIPT`.
+    pub fn flush_scripts(&self) {
+        let mut con = self.conn();
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .exec(&mut con)
+            .unwrap_or_else(|e| self.fail(&format!("SCRIPT FLUSH failed: {e}")));
+    }
+
+    /// Whether the server's script cache holds the script with this SHA1 (`SCRIPT EXISTS`).
+    pub fn has_script(&self, sha1: &str) -> bool {
+        let mut con = self.conn();
+        let found: Vec<bool> = redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(sha1)
+            .query(&mut con)
+            .unwrap_or_else(|e| self.fail(&format!("SCRIPT EXISTS failed: {e}")));
+        found == [true]
+    }
+
     /// Starts the server again on the same port and dir (so with persistence the data is still
     /// there), stopping it first if it runs. Returns once it answers `PING`.
     pub fn restart(&self) {

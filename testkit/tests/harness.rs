@@ -561,3 +561,31 @@ fn wait_for_polls_until_ready_and_names_what_timed_out() {
     );
     assert!(message.contains("still no"), "{message}");
 }
+
+#[tokio::test]
+async fn kill_clients_cuts_connections_and_flush_scripts_empties_the_script_cache() {
+    let server = RedisServer::start();
+    let mut con = server.async_conn().await;
+    let sha1: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return 1")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(sha1, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+    assert!(server.has_script(&sha1));
+    server.flush_scripts();
+    assert!(!server.has_script(&sha1));
+
+    // The helper's own connection is spared; ours is the one client to cut.
+    assert_eq!(server.kill_clients(), 1);
+    let after: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
+    assert!(
+        after.is_err(),
+        "the cut connection still answered: {after:?}"
+    );
+    // The server itself runs on, data and all.
+    let mut fresh = server.async_conn().await;
+    let pong: String = redis::cmd("PING").query_async(&mut fresh).await.unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -5,7 +5,9 @@
 //!
 //! - [`counter`]: a response hook that counts responses per `X-Id` header in one named pool.
 //! - [`rate_limit`]: a request hook that answers `429 Too Many Requests` once a client has used
-//!   up its budget for the current window; it has a typed config of its own.
+//!   up its budget for the sliding window; it has a typed config of its own, and decides in a
+//!   Lua script (`scripts/rate_limit.lua`, a `#[redis_script]` field) so that counting and
+//!   deciding are one step on the server.
 //!
 //! A plugin is a struct that derives [`Plugin`](redplug::Plugin) and implements
 //! [`Middleware`](redplug::Middleware). Each field names the connection it needs; the runtime

@@ -1,9 +1,14 @@
-//! `rate_limit`: a fixed-window request limiter keyed by a request header.
+//! `rate_limit`: a sliding-window request limiter keyed by a request header, as a Lua script.
 //!
 //! Shows a plugin with a typed config of its own: `#[plugin(config)]` deserializes
 //! `extra_config["plugin/redplug"]["rate_limit"]` with serde at startup, so a bad value stops
 //! the gateway with its JSON path instead of failing on the first request. The config may be
 //! left out; then [`RateLimitConfig::default`] applies.
+//!
+//! And a plugin with a Lua script: `#[redis_script("scripts/rate_limit.lua")]` reads
+//! `examples/plugins/scripts/rate_limit.lua` when the crate compiles. The runtime loads it into
+//! the `ratelimit_counters` server at startup; each request runs it with `EVALSHA`, and with
+//! `EVAL` when the server lost it (restart, failover, `SCRIPT FLUSH`).
 //!
 //! ```json
 //! "plugin/redplug": {
@@ -17,11 +22,11 @@ use http::StatusCode;
 use http::header::RETRY_AFTER;
 use redplug::duration::parse_duration;
 use redplug::prelude::*;
-use redplug::redis;
 use serde::{Deserialize, Deserializer};
 
-/// Allows each client `limit` requests per `window` and answers the rest with
-/// `429 Too Many Requests` and a `retry-after` header.
+/// Allows each client `limit` requests in any `window` (a sliding window) and answers the rest
+/// with `429 Too Many Requests` and a `retry-after` header: the whole seconds until the oldest
+/// request counted leaves the window.
 ///
 /// Clients are told apart by the `key_header` request header; requests without it share one
 /// budget (`ratelimit:anonymous`), so leaving the header out is no way around the limit.
@@ -33,6 +38,9 @@ use serde::{Deserialize, Deserializer};
 pub struct RateLimit {
     #[redis_pool("ratelimit_counters")]
     redis: RedisPool,
+    /// Admits or refuses one request of one client, atomically (see the file).
+    #[redis_script("scripts/rate_limit.lua")]
+    admit: RedisScript,
     #[plugin(config)]
     config: RateLimitConfig,
 }
@@ -49,7 +57,8 @@ pub struct RateLimitConfig {
     pub window: Duration,
     /// The request header that identifies a client (default `x-client-id`).
     pub key_header: String,
-    /// The start of every counter's key (default `ratelimit`): `<key_prefix>:<client>`.
+    /// The start of every client's key (default `ratelimit`): `<key_prefix>:<client>`, a
+    /// sorted set of the times of the client's requests in the current window.
     pub key_prefix: String,
 }
 
@@ -74,27 +83,21 @@ impl Middleware for RateLimit {
         let key = format!("{}:{client}", self.config.key_prefix);
         let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
 
-        // One round trip, applied as a unit: count the request, start the window on its first
-        // request only (`NX`), and read how long the window has left. The window starts with the
-        // client's first request, so gateways with skewed clocks still agree.
-        let (count, ttl_ms): (u64, i64) = redis::pipe()
-            .atomic()
-            .incr(&key, 1)
-            .cmd("PEXPIRE")
-            .arg(&key)
+        // One round trip, applied as a unit on the server: forget requests older than the
+        // window, then count this one if there is room.
+        let (admitted, wait_ms): (i64, i64) = self
+            .admit
+            .key(&key)
+            .arg(self.config.limit)
             .arg(window_ms)
-            .arg("NX")
-            .ignore()
-            .cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut self.redis.clone())
+            .invoke(&mut self.redis.clone())
             .await?;
-        if count <= self.config.limit {
+        if admitted == 1 {
             return Ok(Flow::Continue);
         }
 
         // `retry-after` is in whole seconds; round up so a client that obeys it is let in.
-        let retry_after = u64::try_from(ttl_ms).unwrap_or(0).div_ceil(1000).max(1);
+        let retry_after = u64::try_from(wait_ms).unwrap_or(0).div_ceil(1000).max(1);
         let response = http::Response::builder()
             .status(StatusCode::TOO_MANY_REQUESTS)
             .header(RETRY_AFTER, retry_after)

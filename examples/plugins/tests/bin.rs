@@ -82,3 +82,39 @@ fn plugins_lists_what_the_binary_links() {
         .collect();
     assert_eq!(names, ["counter", "rate_limit"]);
 }
+
+#[test]
+fn plugins_and_check_list_the_rate_limit_script_with_its_sha1() {
+    use redplug::Plugin;
+    let sha1 = redplug_example_plugins::RateLimit::SCRIPTS[0].script.sha1();
+    let expected = json!([{ "field": "admit", "path": "scripts/rate_limit.lua", "sha1": sha1 }]);
+
+    let listed = redplug(&["plugins", "--format", "json"]);
+    let report: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(report["plugins"][1]["scripts"], expected);
+    assert_eq!(
+        report["plugins"][0]["scripts"],
+        json!([]),
+        "counter has none"
+    );
+
+    let text = String::from_utf8(redplug(&["plugins"]).stdout).unwrap();
+    let line =
+        format!("    admit  script scripts/rate_limit.lua  sha1 {sha1}  (loaded at startup)");
+    assert!(
+        text.lines().any(|l| l == line),
+        "missing {line:?} in:\n{text}"
+    );
+
+    let file = config_file("localhost:6379", "redis_at_eight");
+    let checked = redplug(&["check", file.path().to_str().unwrap(), "--format", "json"]);
+    let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(report["plugins"][1]["name"], "rate_limit");
+    assert_eq!(report["plugins"][1]["scripts"], expected);
+    let text =
+        String::from_utf8(redplug(&["check", file.path().to_str().unwrap()]).stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l == line),
+        "missing {line:?} in:\n{text}"
+    );
+}

@@ -115,3 +115,182 @@ async fn a_bad_window_stops_startup_with_its_path() {
         "{error}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `rate_limit` as a Lua script, with the test kit: a burst, the sliding window, and the faults
+// that empty a server's script cache.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use redplug::Plugin;
+use redplug_example_plugins::RateLimit;
+use redplug_testkit::{PluginKit, wait_for_async};
+
+async fn limiter(server: &RedisServer, limits: Value) -> PluginKit<RateLimit> {
+    PluginKit::<RateLimit>::builder()
+        .pool("ratelimit_counters", server)
+        .config(limits)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("rate_limit did not start: {error}"))
+}
+
+/// The status of one request from `client`, and its `retry-after` in seconds.
+async fn attempt(kit: &PluginKit<RateLimit>, client: &str) -> (StatusCode, Option<u64>) {
+    let exchange = kit.request(request("x-client-id", client)).await;
+    let retry_after = exchange.header("retry-after").map(|s| {
+        s.parse::<u64>()
+            .unwrap_or_else(|_| panic!("retry-after {s:?} is whole seconds"))
+    });
+    (exchange.status(), retry_after)
+}
+
+#[tokio::test]
+async fn rate_limit_script_is_loaded_at_startup() {
+    let server = RedisServer::start();
+    let kit = limiter(&server, json!({ "limit": 1 })).await;
+    let script = RateLimit::SCRIPTS[0];
+    assert_eq!(script.field, "admit");
+    assert_eq!(script.script.path(), "scripts/rate_limit.lua");
+    assert!(server.has_script(script.script.sha1()));
+    kit.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_admits_exactly_the_limit_even_when_concurrent() {
+    let server = RedisServer::start();
+    let kit = std::sync::Arc::new(limiter(&server, json!({ "limit": 5, "window": "1m" })).await);
+    let burst: Vec<_> = (0..20)
+        .map(|_| {
+            let kit = kit.clone();
+            tokio::spawn(async move { attempt(&kit, "burst").await })
+        })
+        .collect();
+    let mut admitted = 0;
+    for outcome in burst {
+        let (status, retry_after) = outcome.await.unwrap();
+        match status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(
+                    retry_after,
+                    Some(60),
+                    "the oldest admitted request is a minute away"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(admitted, 5);
+    // One log entry per admitted request, none for the refused ones.
+    let mut db0 = server.async_conn().await;
+    let entries: u64 = db0.zcard("ratelimit:burst").await.unwrap();
+    assert_eq!(entries, 5);
+}
+
+#[tokio::test]
+async fn the_window_slides_and_refused_requests_do_not_extend_it() {
+    let server = RedisServer::start();
+    let kit = limiter(&server, json!({ "limit": 2, "window": "1s" })).await;
+    assert_eq!(attempt(&kit, "a").await.0, StatusCode::OK);
+    assert_eq!(attempt(&kit, "a").await.0, StatusCode::OK);
+    assert_eq!(
+        attempt(&kit, "a").await,
+        (StatusCode::TOO_MANY_REQUESTS, Some(1))
+    );
+    // Asking again and again while refused does not push the window back: within about a
+    // second of the first request, one is admitted again.
+    let started = std::time::Instant::now();
+    wait_for_async(
+        "a request admitted again",
+        Duration::from_secs(3),
+        || async {
+            match attempt(&kit, "a").await.0 {
+                StatusCode::OK => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_keeps_counting_after_script_flush_and_starts_over_after_a_restart() {
+    let server = RedisServer::start();
+    let kit = limiter(&server, json!({ "limit": 2, "window": "1m" })).await;
+    let sha1 = RateLimit::SCRIPTS[0].script.sha1();
+    assert_eq!(attempt(&kit, "a").await.0, StatusCode::OK);
+
+    // The cache is emptied (as on a failover): the window in Redis is intact, the script is
+    // sent again by the plugin's first request.
+    server.flush_scripts();
+    assert!(!server.has_script(sha1));
+    assert_eq!(attempt(&kit, "a").await.0, StatusCode::OK);
+    assert_eq!(attempt(&kit, "a").await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        server.has_script(sha1),
+        "the fallback left the script in the cache"
+    );
+
+    // Connections cut: the pool's retry runs the script on a fresh one.
+    server.kill_clients();
+    assert_eq!(attempt(&kit, "a").await.0, StatusCode::TOO_MANY_REQUESTS);
+
+    // A restart without persistence loses both the windows and the script.
+    server.restart();
+    assert!(!server.has_script(sha1));
+    let statuses = [
+        attempt(&kit, "a").await.0,
+        attempt(&kit, "a").await.0,
+        attempt(&kit, "a").await.0,
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_endpoint_counts_under_its_own_prefix() {
+    let server = RedisServer::start();
+    let kit = PluginKit::<RateLimit>::builder()
+        .pool("ratelimit_counters", &server)
+        .config(json!({ "limit": 100 }))
+        .at_endpoint()
+        .settings(json!({ "limit": 1, "window": "1m", "key_prefix": "users" }))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(attempt(&kit, "alice").await.0, StatusCode::OK);
+    assert_eq!(
+        attempt(&kit, "alice").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut db0 = server.async_conn().await;
+    let entries: u64 = db0.zcard("users:alice").await.unwrap();
+    assert_eq!(entries, 1);
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_limit_of_zero_refuses_everything_for_a_window() {
+    let server = RedisServer::start();
+    let kit = limiter(&server, json!({ "limit": 0, "window": "30s" })).await;
+    assert_eq!(
+        attempt(&kit, "a").await,
+        (StatusCode::TOO_MANY_REQUESTS, Some(30))
+    );
+    kit.shutdown().await;
+}

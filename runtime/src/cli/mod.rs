@@ -23,7 +23,9 @@
 //!   against the file; nothing connects unless `--connect` is given, which also PINGs every
 //!   pool and cluster and reports the round-trip time, each attempt bounded by `--timeout`.
 //! - `redplug plugins [--format text|json]` lists the plugins linked into the binary: name, Rust
-//!   type, where it is declared, and the connections it asks for.
+//!   type, where it is declared, the connections it asks for, and its Lua scripts
+//!   (`#[redis_script("...")]`: field, file, SHA1), which the runtime loads into the servers of
+//!   those connections at startup. `check` lists the scripts too.
 //!
 //! Exit status: 0 when everything checked is fine, 1 when `check` found a problem (or output
 //! could not be written), 2 for bad command-line arguments.
@@ -40,7 +42,9 @@
 //!   "plugins": [
 //!     { "name": "counter", "type": "my_plugins::Counter",
 //!       "location": { "file": "src/counter.rs", "line": 12 },
-//!       "needs": [ { "field": "redis", "kind": "pool", "name": "redis_at_eight", "optional": false } ] } ] }
+//!       "needs": [ { "field": "redis", "kind": "pool", "name": "redis_at_eight", "optional": false } ],
+//!       "scripts": [ { "field": "limit", "path": "scripts/limit.lua",
+//!                      "sha1": "e0e1f9fabfc9d4800c877a703b823ac0578ff8db" } ] } ] }
 //! ```
 //!
 //! `redplug check`:
@@ -58,7 +62,8 @@
 //!       "config": { "path": "extra_config[\"plugin/redplug\"][\"counter\"]", "present": false },
 //!       "runs": { "service": false, "places": 1 },
 //!       "needs": [ { "field": "redis", "kind": "pool", "name": "redis_at_eigth", "optional": false,
-//!                    "resolved": false, "did_you_mean": "redis_at_eight", "configured_as": null } ] } ],
+//!                    "resolved": false, "did_you_mean": "redis_at_eight", "configured_as": null } ],
+//!       "scripts": [] } ],
 //!   "endpoints": [
 //!     { "method": "GET", "endpoint": "/v1/users/{id}", "path": "endpoints[0]",
 //!       "chain": [ { "name": "counter", "settings": null } ],
@@ -82,6 +87,10 @@
 //! - `plugins`: empty when the config has errors. `resolved` is false for a name that is not
 //!   configured; `did_you_mean` is a configured name of the same kind close to it, and
 //!   `configured_as` is `"pool"` or `"cluster"` when the name exists as the other kind.
+//!   `scripts` are the plugin's Lua scripts, as `redplug plugins` lists them: `path` is the file
+//!   as the attribute names it, relative to the plugin crate's `Cargo.toml`, and `sha1` the name
+//!   `EVALSHA` and `SCRIPT EXISTS` know it by. `check` does not run them; a script that does not
+//!   compile stops the runtime's startup.
 //! - `problems`: every reason `ok` is false, as sentences. `warnings` do not affect `ok`.
 //! - `connect`: only with `--connect`; `latency_ms` (two decimals) is set when `ok` is true,
 //!   `error` when it is false.
@@ -243,6 +252,15 @@ struct PluginInfo {
     type_name: &'static str,
     location: Location,
     needs: Vec<NeedInfo>,
+    scripts: Vec<ScriptInfo>,
+}
+
+/// One `#[redis_script("...")]` field of a plugin.
+#[derive(Serialize)]
+struct ScriptInfo {
+    field: &'static str,
+    path: &'static str,
+    sha1: &'static str,
 }
 
 #[derive(Serialize)]
@@ -299,6 +317,7 @@ struct PluginCheck {
     config: PluginConfigInfo,
     runs: RunsInfo,
     needs: Vec<NeedCheck>,
+    scripts: Vec<ScriptInfo>,
 }
 
 /// Where a plugin runs: at the service level (listed nowhere), or at `places` endpoints and
@@ -419,6 +438,7 @@ fn render_plugins(report: &PluginsReport) -> String {
                 ],
             ));
         }
+        script_rows(&plugin.scripts, &mut rows);
     }
     text.push_str(&table(&rows));
     text
@@ -559,6 +579,7 @@ fn check_plugins(
             name,
             type_name,
             location,
+            scripts,
             ..
         } = plugin_info(registration);
         report.plugins.push(PluginCheck {
@@ -574,6 +595,7 @@ fn check_plugins(
                 places: places.get(name).copied().unwrap_or(0),
             },
             needs: resolutions,
+            scripts,
         });
     }
     if !unresolved.is_empty() {
@@ -709,6 +731,7 @@ fn render_check(report: &CheckReport) -> String {
                 ],
             ));
         }
+        script_rows(&check.scripts, &mut rows);
         rows.push(Row::free(2, runs(check)));
     }
     text.push_str(&table(&rows));
@@ -822,6 +845,19 @@ fn render_endpoints(endpoints: &[EndpointCheck], text: &mut String) {
         }
     }
     text.push_str(&table(&rows));
+}
+
+/// A line per script, outside the needs' columns (a script is not a connection).
+fn script_rows(scripts: &[ScriptInfo], rows: &mut Vec<Row>) {
+    for script in scripts {
+        rows.push(Row::free(
+            2,
+            format!(
+                "{}  script {}  sha1 {}  (loaded at startup)",
+                script.field, script.path, script.sha1
+            ),
+        ));
+    }
 }
 
 fn need_status(check: &NeedCheck) -> String {
@@ -1012,6 +1048,15 @@ fn plugin_info(registration: &'static Registration) -> PluginInfo {
         type_name: registration.type_name,
         location: Location { file, line },
         needs: registration.needs.iter().map(need_info).collect(),
+        scripts: registration
+            .scripts
+            .iter()
+            .map(|script| ScriptInfo {
+                field: script.field,
+                path: script.script.path(),
+                sha1: script.script.sha1(),
+            })
+            .collect(),
     }
 }
 

@@ -19,6 +19,14 @@ mod shadowing {
     struct core;
     struct redplug;
     struct Need;
+    struct RedisScript;
+    struct PluginScript;
+    struct Injections;
+    macro_rules! include_str {
+        ($($t:tt)*) => {
+            "shadowed"
+        };
+    }
     trait Into {}
     trait From {}
 
@@ -37,6 +45,9 @@ mod shadowing {
         selectors: RedisSelectors,
         #[plugin(config)]
         settings: Settings,
+        // `tests/ui.rs` writes `scripts/ok.lua` before the cases compile.
+        #[redis_script("scripts/ok.lua")]
+        script: ::redplug::RedisScript,
         count: u64,
     }
 
@@ -44,6 +55,7 @@ mod shadowing {
 
     pub fn check() {
         assert_eq!(<Shadowed as Plugin>::NAME, "shadowed");
+        assert_eq!(<Shadowed as Plugin>::SCRIPTS[0].script.source(), "return 1");
     }
 }
 

@@ -1,0 +1,3 @@
+-- Does not compile: `=` where Lua expects an expression.
+local total = = redis.call('GET', KEYS[1])
+return total
