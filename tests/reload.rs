@@ -98,7 +98,9 @@ async fn call(runtime: &Runtime, path: &str, client: &str) -> u16 {
         .expect("a valid request");
     let response = endpoint
         .chain()
-        .run(request, |_| async { http::Response::new(Bytes::from("ok")) })
+        .run(request, |_| async {
+            http::Response::new(Bytes::from("ok"))
+        })
         .await;
     response.status().as_u16()
 }
@@ -135,22 +137,34 @@ async fn a_reload_under_load_resizes_a_pool_changes_a_limit_and_adds_an_endpoint
     let before = served.load(Ordering::Relaxed);
 
     let report = runtime
-        .reload_json(&config(&server, 8, json!([limited("/a", 3), limited("/b", 1)])))
+        .reload_json(&config(
+            &server,
+            8,
+            json!([limited("/a", 3), limited("/b", 1)]),
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     println!("{report}");
     assert_eq!(report.pools.rebuilt, ["ratelimit_counters"]);
     assert_eq!(report.plugins.rebuilt, ["rate_limit at GET /a"]);
     assert_eq!(report.plugins.added, ["rate_limit at GET /b"]);
-    assert_eq!((report.endpoints.rebuilt.as_slice(), report.endpoints.added.as_slice()),
-        (&["GET /a".to_owned()][..], &["GET /b".to_owned()][..]));
+    assert_eq!(
+        (
+            report.endpoints.rebuilt.as_slice(),
+            report.endpoints.added.as_slice()
+        ),
+        (&["GET /a".to_owned()][..], &["GET /b".to_owned()][..])
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
     }
-    let (served, failed) = (served.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (served, failed) = (
+        served.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
     println!("{before} requests before the reload, {served} in all, {failed} failed");
     assert_eq!(failed, 0, "no request failed across the reload");
     assert!(served > before, "requests went on after the reload");
@@ -162,12 +176,19 @@ async fn a_reload_under_load_resizes_a_pool_changes_a_limit_and_adds_an_endpoint
     }
     assert_eq!(a, [200, 200, 200, 429]);
     assert_eq!(
-        (call(&runtime, "/b", "b").await, call(&runtime, "/b", "b").await),
+        (
+            call(&runtime, "/b", "b").await,
+            call(&runtime, "/b", "b").await
+        ),
         (200, 429)
     );
     // The handle taken before the reload reaches the rebuilt pool.
     assert_eq!(pool.status().max_size, 8);
-    let _: i64 = pool.clone().incr("through-the-old-handle", 1).await.unwrap();
+    let _: i64 = pool
+        .clone()
+        .incr("through-the-old-handle", 1)
+        .await
+        .unwrap();
     assert_eq!(runtime.pool_status()[0].max_size, 8);
 
     // The old pool's connections close once nothing runs on them.
@@ -177,7 +198,10 @@ async fn a_reload_under_load_resizes_a_pool_changes_a_limit_and_adds_an_endpoint
         if clients.len() <= 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still open: {clients:#?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still open: {clients:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     runtime.shutdown().await;
@@ -194,30 +218,47 @@ async fn a_reload_with_a_bad_config_changes_nothing() {
         .unwrap();
     assert_eq!(call(&runtime, "/a", "c").await, 200);
 
-    let mut bad: Value = serde_json::from_str(&config(&server, 4, json!([limited("/a", 5)]))).unwrap();
+    let mut bad: Value =
+        serde_json::from_str(&config(&server, 4, json!([limited("/a", 5)]))).unwrap();
     bad["extra_config"]["redis"]["connection_pools"][0]["dial_timeout"] = json!("5 seconds");
     bad["endpoints"][0]["extra_config"]["plugin/redplug"]["name"] = json!(["rate_limt"]);
-    let error = runtime.reload_json(&bad.to_string()).await.expect_err("a bad config");
+    let error = runtime
+        .reload_json(&bad.to_string())
+        .await
+        .expect_err("a bad config");
     println!("{error}");
     let StartupError::Config(errors) = &error else {
         panic!("expected config errors, got {error:?}");
     };
-    assert!(errors.iter().any(|e| e.path.ends_with("dial_timeout")), "{error}");
+    assert!(
+        errors.iter().any(|e| e.path.ends_with("dial_timeout")),
+        "{error}"
+    );
 
     // A config whose problem shows only against the plugins: every problem at once too.
-    let mut unknown: Value = serde_json::from_str(&config(&server, 4, json!([limited("/a", 5)]))).unwrap();
+    let mut unknown: Value =
+        serde_json::from_str(&config(&server, 4, json!([limited("/a", 5)]))).unwrap();
     unknown["endpoints"][0]["extra_config"]["plugin/redplug"]["name"] = json!(["rate_limt"]);
     unknown["endpoints"][0]["extra_config"]["plugin/redplug"]
         .as_object_mut()
         .unwrap()
         .remove("rate_limit");
-    let error = runtime.reload_json(&unknown.to_string()).await.expect_err("unknown plugin");
-    assert!(error.to_string().contains("did you mean `rate_limit`?"), "{error}");
+    let error = runtime
+        .reload_json(&unknown.to_string())
+        .await
+        .expect_err("unknown plugin");
+    assert!(
+        error.to_string().contains("did you mean `rate_limit`?"),
+        "{error}"
+    );
 
     // A pool a plugin requires cannot go away.
-    let gone = json!({"host": ["http://backend.internal"], "endpoints": [limited("/a", 5)]})
-        .to_string();
-    let error = runtime.reload_json(&gone).await.expect_err("the pool is required");
+    let gone =
+        json!({"host": ["http://backend.internal"], "endpoints": [limited("/a", 5)]}).to_string();
+    let error = runtime
+        .reload_json(&gone)
+        .await
+        .expect_err("the pool is required");
     assert!(matches!(error, StartupError::Unresolved(_)), "{error:?}");
 
     // Nothing changed: the old limit still holds, on the old instance's counter.
@@ -282,7 +323,10 @@ async fn health_and_readiness_follow_the_server() {
     assert!(health.ready);
     let pool = &health.connections[0];
     assert!(pool.reachable && pool.required && pool.round_trip.is_some());
-    assert_eq!((pool.kind, pool.name.as_str()), ("pool", "ratelimit_counters"));
+    assert_eq!(
+        (pool.kind, pool.name.as_str()),
+        ("pool", "ratelimit_counters")
+    );
 
     server.stop();
     // A request fails meanwhile, which the pool remembers as its last error.

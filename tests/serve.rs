@@ -780,8 +780,12 @@ async fn readiness_follows_the_redis_server_and_health_stays_up() {
     let json = config(
         &redis,
         backend,
-        json!([endpoint("/limited", "/echo/limited", json!({"extra_config": {"plugin/redplug": {
-            "name": ["rate_limit"], "rate_limit": {"limit": 100}}}}))]),
+        json!([endpoint(
+            "/limited",
+            "/echo/limited",
+            json!({"extra_config": {"plugin/redplug": {
+            "name": ["rate_limit"], "rate_limit": {"limit": 100}}}})
+        )]),
     );
     let gateway = start(&["rate_limit"], &json, Duration::from_secs(1)).await;
     let client = client();
@@ -803,7 +807,11 @@ async fn readiness_follows_the_redis_server_and_health_stays_up() {
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(down.json()["connections"][0]["reachable"], false);
     let live = get(&client, format!("{base}/__health"), &[]).await;
-    assert_eq!(live.status, StatusCode::OK, "liveness does not depend on Redis");
+    assert_eq!(
+        live.status,
+        StatusCode::OK,
+        "liveness does not depend on Redis"
+    );
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,53 +1,226 @@
-//! `opentelemetry.disable_traces` and `traces_static_attributes`, observed through a `tracing`
-//! subscriber. A test binary of its own: tracing caches per call site whether anyone listens,
-//! so a subscriber installed for one test can miss spans while other tests run in parallel.
+//! Spans and metrics of real commands: OpenTelemetry's database conventions on spans (seen
+//! by a plain `tracing` layer and exported through OpenTelemetry's SDK, each static attribute
+//! an attribute of its own), `disable_traces`, and the operation histogram, error counter and
+//! connection gauges through a `metrics` recorder. A test binary of its own, with one global
+//! subscriber and one global recorder: tracing caches per call site whether anyone listens, so
+//! a subscriber installed for one test could miss spans while other tests run in parallel.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use redis::AsyncCommands;
 use redplug_testkit::RedisServer;
 use serde_json::json;
+use tracing_subscriber::layer::SubscriberExt;
 
 mod support;
 
 use support::{SpanLog, pool_named, pool_runtime};
 
-#[tokio::test]
-async fn commands_are_traced_unless_disabled() {
-    let server = RedisServer::start();
-    let spans = SpanLog::global();
+struct Observed {
+    spans: SpanLog,
+    exported: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    metrics: Snapshotter,
+}
 
+/// The binary's subscriber (a span log and an OpenTelemetry layer exporting to memory) and
+/// its metrics recorder, installed once.
+fn observed() -> &'static Observed {
+    static OBSERVED: OnceLock<Observed> = OnceLock::new();
+    OBSERVED.get_or_init(|| {
+        let spans = SpanLog::default();
+        let exported = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exported.clone())
+            .build();
+        let tracer = provider.tracer("redplug-tests");
+        let subscriber = tracing_subscriber::registry()
+            .with(spans.clone())
+            .with(tracing_opentelemetry::layer().with_tracer(tracer));
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        let recorder = DebuggingRecorder::new();
+        let metrics = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("no other global recorder in this test binary");
+        Observed {
+            spans,
+            exported,
+            provider,
+            metrics,
+        }
+    })
+}
+
+#[tokio::test]
+async fn commands_are_spans_by_the_database_conventions_unless_disabled() {
+    let observed = observed();
+    let server = RedisServer::start();
     let traced = pool_runtime(
         &server,
-        "test",
-        json!({ "opentelemetry": { "traces_static_attributes": [{ "key": "team", "value": "edge" }] } }),
+        "traced_pool",
+        json!({ "db": 3, "opentelemetry": { "traces_static_attributes": [
+            { "key": "team", "value": "edge" }, { "key": "tier", "value": "gold" }
+        ] } }),
         &[],
     )
     .await;
-    let _: i64 = pool_named(&traced, "test").incr("traced", 1).await.unwrap();
+    let _: i64 = pool_named(&traced, "traced_pool")
+        .incr("traced", 1)
+        .await
+        .unwrap();
     traced.shutdown().await;
-    let seen = spans.spans();
+
+    let seen = observed.spans.spans();
     let command = seen
         .iter()
-        .find(|span| span.starts_with("redis.command"))
+        .find(|span| span.starts_with("redis.command") && span.contains("traced_pool"))
         .unwrap_or_else(|| panic!("no redis.command span in {seen:?}"));
-    assert!(command.contains("db.operation=\"INCRBY\""), "{command}");
-    assert!(
-        command.contains("test") && command.contains("team=edge"),
-        "{command}"
-    );
+    println!("{command}");
+    for field in [
+        "otel.name=\"INCRBY\"",
+        "db.system.name=\"redis\"",
+        "db.operation.name=\"INCRBY\"",
+        "db.namespace=\"3\"",
+        "server.address=\"127.0.0.1\"",
+        &format!("server.port={}", server.port()),
+        "attributes=\"team=edge,tier=gold\"",
+    ] {
+        assert!(command.contains(field), "no {field} in {command}");
+    }
 
-    spans.0.lock().unwrap().clear();
+    // Exported through OpenTelemetry: named after the operation, each static attribute its own.
+    observed.provider.force_flush().expect("flushed");
+    let exported = observed
+        .exported
+        .get_finished_spans()
+        .expect("exported spans");
+    let span = exported
+        .iter()
+        .find(|span| {
+            span.attributes.iter().any(|kv| {
+                kv.key.as_str() == "db.client.connection.pool.name"
+                    && kv.value.as_str() == "traced_pool"
+            })
+        })
+        .unwrap_or_else(|| panic!("no exported span for the pool in {exported:#?}"));
+    let attribute = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    assert_eq!(span.name, "INCRBY");
+    assert_eq!(attribute("db.system.name").as_deref(), Some("redis"));
+    assert_eq!(attribute("team").as_deref(), Some("edge"));
+    assert_eq!(attribute("tier").as_deref(), Some("gold"));
+    assert_eq!(attribute("server.port"), Some(server.port().to_string()));
+
     let quiet = pool_runtime(
         &server,
-        "test",
+        "quiet_pool",
         json!({ "opentelemetry": { "disable_traces": true } }),
         &[],
     )
     .await;
-    let _: i64 = pool_named(&quiet, "test").incr("traced", 1).await.unwrap();
+    let _: i64 = pool_named(&quiet, "quiet_pool")
+        .incr("traced", 1)
+        .await
+        .unwrap();
     quiet.shutdown().await;
-    let seen = spans.spans();
+    let seen = observed.spans.spans();
     assert!(
-        !seen.iter().any(|span| span.starts_with("redis.")),
+        !seen.iter().any(|span| span.contains("quiet_pool")),
         "disable_traces still traced: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn operations_are_timed_and_failures_counted_by_kind() {
+    let observed = observed();
+    let server = RedisServer::start();
+    let runtime = pool_runtime(
+        &server,
+        "metered_pool",
+        json!({ "max_retries": 1, "min_retry_backoff": "1ms", "max_retry_backoff": "2ms" }),
+        &[],
+    )
+    .await;
+    let pool = pool_named(&runtime, "metered_pool");
+    for _ in 0..3 {
+        let _: i64 = pool.clone().incr("metered", 1).await.unwrap();
+    }
+    // A server error: counted as `server`, not retried.
+    let _: () = pool.clone().set("a-string", "x").await.unwrap();
+    assert!(pool.clone().incr::<_, _, i64>("a-string", 1).await.is_err());
+    // A dead server: retried once, then a `connection` failure.
+    server.stop();
+    assert!(pool.clone().incr::<_, _, i64>("metered", 1).await.is_err());
+    let _ = pool.checkout().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    runtime.shutdown().await;
+
+    let snapshot = observed.metrics.snapshot().into_vec();
+    let of = |name: &str| -> Vec<(String, &DebugValue)> {
+        snapshot
+            .iter()
+            .filter(|(key, ..)| key.key().name() == name)
+            .filter(|(key, ..)| key.key().labels().any(|l| l.value() == "metered_pool"))
+            .map(|(key, _, _, value)| {
+                let mut labels: Vec<String> = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                (labels.join(","), value)
+            })
+            .collect()
+    };
+    let durations = of("db.client.operation.duration");
+    println!("{durations:#?}");
+    let incr_ok = durations
+        .iter()
+        .find(|(labels, _)| {
+            labels.contains("db.operation.name=INCRBY") && !labels.contains("error.type")
+        })
+        .unwrap_or_else(|| panic!("no INCRBY timing in {durations:#?}"));
+    let DebugValue::Histogram(values) = incr_ok.1 else {
+        panic!("not a histogram: {incr_ok:?}");
+    };
+    assert_eq!(values.len(), 3, "one sample per INCRBY that succeeded");
+    assert!(incr_ok.0.contains("db.system.name=redis"), "{}", incr_ok.0);
+
+    let errors = of("redplug.db.client.errors");
+    println!("{errors:#?}");
+    let count = |kind: &str| {
+        errors
+            .iter()
+            .find(|(labels, _)| labels.contains(&format!("error.type={kind}")))
+            .map(|(_, value)| match value {
+                DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(count("server"), 1, "{errors:#?}");
+    assert!(count("connection") >= 1, "{errors:#?}");
+    let retries = of("redplug.db.client.retries");
+    assert!(
+        matches!(retries.first(), Some((_, DebugValue::Counter(n))) if *n >= 1),
+        "{retries:#?}"
+    );
+    assert!(
+        !of("db.client.connection.count").is_empty(),
+        "connection gauges"
+    );
+    assert!(
+        !of("db.client.connection.wait_time").is_empty(),
+        "checkout waits"
     );
 }

@@ -33,6 +33,8 @@ pub(crate) struct ClusterEntry {
     pub(crate) config: ClusterConfig,
     pub(crate) slot: Arc<Slot<ClusterEngine>>,
     pub(crate) engine: Arc<ClusterEngine>,
+    /// Publishes its connection gauges; stopped when the entry goes.
+    _gauges: Maintenance,
 }
 
 impl PoolEntry {
@@ -113,7 +115,9 @@ pub(crate) async fn stage(
             staged.built_pools.push(engine.clone());
             let slot = match before {
                 Some(before) => {
-                    staged.pool_swaps.push((before.slot.clone(), engine.clone()));
+                    staged
+                        .pool_swaps
+                        .push((before.slot.clone(), engine.clone()));
                     staged.pool_changes.rebuilt.push(pool.name.clone());
                     before.slot.clone()
                 }
@@ -143,7 +147,9 @@ pub(crate) async fn stage(
             staged.built_clusters.push(engine.clone());
             let slot = match before {
                 Some(before) => {
-                    staged.cluster_swaps.push((before.slot.clone(), engine.clone()));
+                    staged
+                        .cluster_swaps
+                        .push((before.slot.clone(), engine.clone()));
                     staged.cluster_changes.rebuilt.push(cluster.name.clone());
                     before.slot.clone()
                 }
@@ -152,10 +158,12 @@ pub(crate) async fn stage(
                     Slot::new(&cluster.name, engine.clone())
                 }
             };
+            let gauges = Maintenance(spawn_gauges(&engine));
             staged.clusters.push(Arc::new(ClusterEntry {
                 config: cluster.clone(),
                 slot,
                 engine,
+                _gauges: gauges,
             }));
         }
         Ok::<_, StartupError>(())
@@ -165,14 +173,27 @@ pub(crate) async fn stage(
         return Err(error);
     }
     for before in previous_pools {
-        if !config.redis.connection_pools.iter().any(|p| p.name == before.config.name) {
+        if !config
+            .redis
+            .connection_pools
+            .iter()
+            .any(|p| p.name == before.config.name)
+        {
             staged.pool_changes.removed.push(before.config.name.clone());
             staged.removed_pools.push(before.clone());
         }
     }
     for before in previous_clusters {
-        if !config.redis.clusters.iter().any(|c| c.name == before.config.name) {
-            staged.cluster_changes.removed.push(before.config.name.clone());
+        if !config
+            .redis
+            .clusters
+            .iter()
+            .any(|c| c.name == before.config.name)
+        {
+            staged
+                .cluster_changes
+                .removed
+                .push(before.config.name.clone());
             staged.removed_clusters.push(before.clone());
         }
     }
@@ -225,6 +246,22 @@ impl SwappedOut {
             slot.swap(engine);
         }
     }
+}
+
+/// Publishes a cluster's connection gauges once a second while it is open.
+fn spawn_gauges(engine: &Arc<ClusterEngine>) -> JoinHandle<()> {
+    let weak = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match weak.upgrade() {
+                Some(engine) if !engine.is_closed() => engine.record_status(),
+                _ => return,
+            }
+        }
+    })
 }
 
 /// One pool, its `min_idle_conns` opened.

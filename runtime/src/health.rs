@@ -118,7 +118,12 @@ async fn check(state: &State) -> Health {
     let clusters: Vec<(Arc<ClusterEntry>, bool)> = state
         .clusters
         .iter()
-        .map(|entry| (entry.clone(), required(NeedKind::Cluster, &entry.config.name)))
+        .map(|entry| {
+            (
+                entry.clone(),
+                required(NeedKind::Cluster, &entry.config.name),
+            )
+        })
         .collect();
     let mut connections: Vec<ConnectionHealth> = futures_util::stream::iter(pools)
         .map(pool_health)

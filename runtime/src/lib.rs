@@ -166,9 +166,9 @@ mod retry;
 mod runtime;
 mod scopes;
 mod scripts;
-mod slot;
 #[cfg(feature = "serve")]
 pub mod serve;
+mod slot;
 mod telemetry;
 
 pub use endpoint::{Backend, Endpoint};

@@ -105,8 +105,12 @@ impl Retiring {
         lifecycle::shutdown(&self.plugins).await;
         drop(self.plugins);
 
-        let mut pools: Vec<Arc<PoolEngine>> =
-            self.swapped.pools.into_iter().map(|(_, engine)| engine).collect();
+        let mut pools: Vec<Arc<PoolEngine>> = self
+            .swapped
+            .pools
+            .into_iter()
+            .map(|(_, engine)| engine)
+            .collect();
         let mut clusters: Vec<Arc<ClusterEngine>> = self
             .swapped
             .clusters
@@ -118,8 +122,12 @@ impl Retiring {
         let removed_pools = self.removed_pools;
         let removed_clusters = self.removed_clusters;
         wait_until(deadline, || {
-            removed_pools.iter().all(|p| Arc::strong_count(&p.slot) <= 1)
-                && removed_clusters.iter().all(|c| Arc::strong_count(&c.slot) <= 1)
+            removed_pools
+                .iter()
+                .all(|p| Arc::strong_count(&p.slot) <= 1)
+                && removed_clusters
+                    .iter()
+                    .all(|c| Arc::strong_count(&c.slot) <= 1)
         })
         .await;
         for entry in &removed_pools {

@@ -1,31 +1,64 @@
-//! The `opentelemetry` options: a `tracing` span per command and pool gauges through the
-//! `metrics` facade.
+//! The `opentelemetry` options: a `tracing` span per command and metrics through the `metrics`
+//! facade, both named by OpenTelemetry's semantic conventions for database clients.
 //!
 //! redplug does not pick an exporter: a host that installs an OpenTelemetry layer for
-//! `tracing` (and a `metrics` recorder) sees Redis activity alongside its own.
+//! `tracing` (and a `metrics` recorder) sees Redis activity alongside its own; `redplug serve`
+//! installs a Prometheus exporter when the config asks for one.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `db.client.operation.duration` | histogram, seconds | `db.system.name`, `db.client.connection.pool.name`, `db.operation.name`, `error.type` on failures |
+//! | `db.client.connection.count` | gauge | pool name, `db.client.connection.state` (`idle`, `used`) |
+//! | `db.client.connection.max` | gauge | pool name |
+//! | `db.client.connection.pending_requests` | gauge | pool name |
+//! | `db.client.connection.wait_time` | histogram, seconds | pool name: the wait for an exclusive connection |
+//! | `db.client.connection.timeouts` | counter | pool name: waits that reached `pool_timeout` |
+//! | `redplug.db.client.errors` | counter | pool name, `error.type` (`timeout`, `connection`, `server`) |
+//! | `redplug.db.client.retries` | counter | pool name |
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult};
 use redplug::PoolStatus;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::TelemetryConfig;
+
+/// The label with the pool's or cluster's name, as OpenTelemetry names it.
+const POOL: &str = "db.client.connection.pool.name";
+
+/// Where a pool's commands go, for spans: `server.address`, `server.port` and the database.
+#[derive(Clone, Debug)]
+pub(crate) struct Server {
+    pub(crate) address: Arc<str>,
+    pub(crate) port: u16,
+    pub(crate) db: Option<i64>,
+}
 
 /// Per-pool telemetry settings, decided once at startup.
 pub(crate) struct Telemetry {
     owner: Arc<str>,
     traces: bool,
     metrics: bool,
-    /// `traces_static_attributes` rendered once as `key=value` pairs.
-    attributes: Arc<str>,
+    server: Option<Server>,
+    /// `db.namespace`: the database index, as text.
+    namespace: Option<Arc<str>>,
+    /// `traces_static_attributes`, each an attribute of its own on every span (with the
+    /// `opentelemetry` feature; without it, also as one `attributes` field).
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    attributes: Arc<[(String, String)]>,
+    /// The same, rendered once as `key=value` pairs for plain `tracing` subscribers.
+    rendered: Arc<str>,
 }
 
 impl Telemetry {
-    /// Telemetry for the pool or cluster called `owner`.
-    pub(crate) fn new(owner: Arc<str>, config: &TelemetryConfig) -> Self {
-        let attributes = config
+    /// Telemetry for the pool or cluster called `owner`; `server` when its commands all go to
+    /// one server (a pool).
+    pub(crate) fn new(owner: Arc<str>, config: &TelemetryConfig, server: Option<Server>) -> Self {
+        let rendered = config
             .traces_static_attributes
             .iter()
             .map(|(key, value)| format!("{key}={value}"))
@@ -35,56 +68,112 @@ impl Telemetry {
             owner,
             traces: !config.disable_traces,
             metrics: !config.disable_metrics,
-            attributes: attributes.into(),
+            namespace: server
+                .as_ref()
+                .and_then(|server| server.db)
+                .map(|db| Arc::from(db.to_string())),
+            server,
+            attributes: config.traces_static_attributes.clone().into(),
+            rendered: rendered.into(),
         }
     }
 
-    /// Boxes the future that `run` makes for one command, in a `redis.command` span unless
-    /// traces are disabled or nobody listens.
+    /// Boxes the future that `run` makes for one command: in a span unless traces are
+    /// disabled or nobody listens, and timed unless metrics are disabled.
     ///
     /// Takes a constructor rather than the future: a command's future is a kilobyte or more,
     /// and one passed by value is copied on its way into the box. Built by [`boxed_in_place`],
     /// it is written straight into its allocation.
     #[inline(always)]
-    pub(crate) fn command<'a, T, F>(&self, cmd: &Cmd, run: impl FnOnce() -> F) -> RedisFuture<'a, T>
+    pub(crate) fn command<'a, T, F>(
+        &self,
+        cmd: &Cmd,
+        run: impl FnOnce() -> F + Send + 'a,
+    ) -> RedisFuture<'a, T>
     where
+        T: Reply + Send + 'a,
         F: Future<Output = RedisResult<T>> + Send + 'a,
     {
-        if !self.traces {
-            return boxed_in_place(run);
-        }
-        let span = tracing::debug_span!(
-            "redis.command",
-            db.system = "redis",
-            redis.pool = %self.owner,
-            db.operation = command_name(cmd),
-            attributes = %self.attributes,
-        );
-        boxed_in_span(span, run)
+        let operation = command_name(cmd);
+        self.operation(operation, run)
     }
 
-    /// Boxes the future that `run` makes for a pipeline, in a `redis.pipeline` span unless
-    /// traces are disabled or nobody listens. See [`Telemetry::command`].
+    /// Boxes the future that `run` makes for a pipeline (see [`Telemetry::command`]); its
+    /// operation is `PIPELINE`.
     #[inline(always)]
     pub(crate) fn pipeline<'a, T, F>(
         &self,
-        pipeline: &Pipeline,
-        run: impl FnOnce() -> F,
+        _pipeline: &Pipeline,
+        run: impl FnOnce() -> F + Send + 'a,
     ) -> RedisFuture<'a, T>
     where
+        T: Reply + Send + 'a,
         F: Future<Output = RedisResult<T>> + Send + 'a,
     {
-        if !self.traces {
-            return boxed_in_place(run);
+        self.operation("PIPELINE", run)
+    }
+
+    #[inline(always)]
+    fn operation<'a, T, F>(
+        &self,
+        operation: &str,
+        run: impl FnOnce() -> F + Send + 'a,
+    ) -> RedisFuture<'a, T>
+    where
+        T: Reply + Send + 'a,
+        F: Future<Output = RedisResult<T>> + Send + 'a,
+    {
+        let span = if self.traces {
+            self.span(operation)
+        } else {
+            tracing::Span::none()
+        };
+        if !self.metrics {
+            return boxed_in_span(span, run);
         }
-        let span = tracing::debug_span!(
-            "redis.pipeline",
-            db.system = "redis",
-            redis.pool = %self.owner,
-            commands = pipeline.cmd_iter().count(),
-            attributes = %self.attributes,
+        let timing = Timing {
+            owner: self.owner.clone(),
+            operation: operation.to_owned(),
+            started: Instant::now(),
+        };
+        boxed_in_span(span, move || async move {
+            let result = run().await;
+            match &result {
+                Ok(reply) if reply.is_error_reply() => timing.done(Some("server")),
+                Ok(_) => timing.done(None),
+                Err(error) => timing.done(Some(error_type(error))),
+            }
+            result
+        })
+    }
+
+    /// The span of one operation, at INFO: `otel.name` is the operation, as OpenTelemetry
+    /// names database spans.
+    fn span(&self, operation: &str) -> tracing::Span {
+        let span = tracing::info_span!(
+            "redis.command",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = operation,
+            db.client.connection.pool.name = %self.owner,
+            db.namespace = self.namespace.as_deref(),
+            server.address = self.server.as_ref().map(|s| &*s.address),
+            server.port = self.server.as_ref().map(|s| s.port),
+            attributes = (!self.rendered.is_empty()).then_some(&*self.rendered),
+            error.type = tracing::field::Empty,
         );
-        boxed_in_span(span, run)
+        if span.is_disabled() {
+            return span;
+        }
+        #[cfg(feature = "opentelemetry")]
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            for (key, value) in self.attributes.iter() {
+                span.set_attribute(key.clone(), value.clone());
+            }
+        }
+        span
     }
 
     /// Publishes a pool's connection counts as gauges unless metrics are disabled.
@@ -92,16 +181,114 @@ impl Telemetry {
         if !self.metrics {
             return;
         }
-        let pool = self.owner.to_string();
-        let gauge = |state: &'static str, value: usize| {
-            metrics::gauge!("redplug_pool_connections", "pool" => pool.clone(), "state" => state)
-                .set(value as f64);
+        let owner = self.owner.clone();
+        let connections = |state: &'static str, value: usize| {
+            metrics::gauge!(
+                "db.client.connection.count",
+                POOL => owner.clone(),
+                "db.client.connection.state" => state
+            )
+            .set(value as f64);
         };
-        gauge("open", status.size);
-        gauge("idle", status.idle);
-        gauge("in_use", status.in_use);
-        gauge("max", status.max_size);
-        metrics::gauge!("redplug_pool_waiting", "pool" => pool.clone()).set(status.waiting as f64);
+        connections("idle", status.idle);
+        connections("used", status.in_use);
+        metrics::gauge!("db.client.connection.max", POOL => owner.clone())
+            .set(status.max_size as f64);
+        metrics::gauge!("db.client.connection.pending_requests", POOL => owner)
+            .set(status.waiting as f64);
+    }
+
+    /// Records how long a caller waited for an exclusive connection, and whether the wait
+    /// ended at `pool_timeout`.
+    pub(crate) fn record_wait(&self, waited: Duration, timed_out: bool) {
+        if !self.metrics {
+            return;
+        }
+        metrics::histogram!("db.client.connection.wait_time", POOL => self.owner.clone())
+            .record(waited.as_secs_f64());
+        if timed_out {
+            metrics::counter!("db.client.connection.timeouts", POOL => self.owner.clone())
+                .increment(1);
+        }
+    }
+
+    /// Counts one retry of a failed command.
+    pub(crate) fn record_retry(&self) {
+        if self.metrics {
+            metrics::counter!("redplug.db.client.retries", POOL => self.owner.clone()).increment(1);
+        }
+    }
+}
+
+/// One operation's start, recorded when it ends.
+struct Timing {
+    owner: Arc<str>,
+    operation: String,
+    started: Instant,
+}
+
+/// A reply that may be Redis' error answer rather than a failure of the call: redis-rs hands
+/// those back as values, and only the caller's conversion turns them into errors.
+pub(crate) trait Reply {
+    /// Whether the reply is (or, for a pipeline, holds) an error answer.
+    fn is_error_reply(&self) -> bool;
+}
+
+impl Reply for redis::Value {
+    fn is_error_reply(&self) -> bool {
+        matches!(self, redis::Value::ServerError(_))
+    }
+}
+
+impl Reply for Vec<redis::Value> {
+    fn is_error_reply(&self) -> bool {
+        self.iter().any(Reply::is_error_reply)
+    }
+}
+
+impl Timing {
+    /// Records the operation's duration, with `error` (its `error.type`) when it failed.
+    fn done(self, error: Option<&'static str>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        match error {
+            None => metrics::histogram!(
+                "db.client.operation.duration",
+                "db.system.name" => "redis",
+                POOL => self.owner,
+                "db.operation.name" => self.operation
+            )
+            .record(seconds),
+            Some(kind) => {
+                tracing::Span::current().record("error.type", kind);
+                metrics::histogram!(
+                    "db.client.operation.duration",
+                    "db.system.name" => "redis",
+                    POOL => self.owner.clone(),
+                    "db.operation.name" => self.operation,
+                    "error.type" => kind
+                )
+                .record(seconds);
+                metrics::counter!(
+                    "redplug.db.client.errors",
+                    POOL => self.owner,
+                    "error.type" => kind
+                )
+                .increment(1);
+            }
+        }
+    }
+}
+
+/// What kind of failure `error` is: `timeout`, `connection` (the network or the connection
+/// broke) or `server` (Redis answered with an error).
+pub(crate) fn error_type(error: &RedisError) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
+        "connection"
+    } else {
+        "server"
     }
 }
 
@@ -157,7 +344,7 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
-            Telemetry::new("cache".into(), &config).record_status(&status());
+            Telemetry::new("cache".into(), &config, None).record_status(&status());
         });
         let mut gauges: Vec<(String, f64)> = snapshotter
             .snapshot()
@@ -185,23 +372,56 @@ mod tests {
     #[test]
     fn pool_gauges_are_published_unless_disabled() {
         let gauges = recorded(TelemetryConfig::default());
-        assert!(
-            gauges.contains(&(
-                "redplug_pool_connections{pool=cache,state=in_use}".into(),
-                1.0
-            )),
-            "{gauges:?}"
-        );
-        assert!(gauges.contains(&(
-            "redplug_pool_connections{pool=cache,state=idle}".into(),
-            3.0
-        )));
-        assert!(gauges.contains(&("redplug_pool_waiting{pool=cache}".into(), 2.0)));
+        let expected = [
+            (
+                "db.client.connection.count{db.client.connection.pool.name=cache,db.client.connection.state=idle}",
+                3.0,
+            ),
+            (
+                "db.client.connection.count{db.client.connection.pool.name=cache,db.client.connection.state=used}",
+                1.0,
+            ),
+            (
+                "db.client.connection.max{db.client.connection.pool.name=cache}",
+                10.0,
+            ),
+            (
+                "db.client.connection.pending_requests{db.client.connection.pool.name=cache}",
+                2.0,
+            ),
+        ];
+        let expected: Vec<(String, f64)> =
+            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(gauges, expected);
 
         let disabled = TelemetryConfig {
             disable_metrics: true,
             ..TelemetryConfig::default()
         };
         assert_eq!(recorded(disabled), Vec::new());
+    }
+
+    #[test]
+    fn failures_are_told_apart_by_kind() {
+        let timeout = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
+        let refused = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "no",
+        ));
+        let server = redis::parse_redis_value(b"-WRONGTYPE wrong kind\r\n")
+            .ok()
+            .and_then(|value| match value {
+                redis::Value::ServerError(error) => Some(RedisError::from(error)),
+                _ => None,
+            })
+            .expect("an error reply");
+        assert_eq!(
+            [
+                error_type(&timeout),
+                error_type(&refused),
+                error_type(&server)
+            ],
+            ["timeout", "connection", "server"]
+        );
     }
 }

@@ -188,17 +188,21 @@ async fn spans_and_gauges_follow_the_opentelemetry_options() {
             .filter(|s| s.starts_with("redis.command"))
             .collect();
         assert!(
-            ours.iter().any(|s| s.contains("redis.pool=sessions ")
-                && s.contains("\"SET\"")
-                && s.contains("team=edge")),
+            ours.iter()
+                .any(|s| s.contains("db.client.connection.pool.name=sessions ")
+                    && s.contains("db.operation.name=\"SET\"")
+                    && s.contains("team=edge")),
             "{ours:#?}"
         );
         assert!(
-            ours.iter().any(|s| s.contains("redis.pool=sessions@")),
+            ours.iter()
+                .any(|s| s.contains("db.client.connection.pool.name=sessions@")),
             "node handles are traced: {ours:#?}"
         );
         assert!(
-            !ours.iter().any(|s| s.contains("redis.pool=quiet")),
+            !ours
+                .iter()
+                .any(|s| s.contains("db.client.connection.pool.name=quiet")),
             "disable_traces: {ours:#?}"
         );
         // ... and connection gauges for node handles, unless disabled.
@@ -215,7 +219,7 @@ async fn spans_and_gauges_follow_the_opentelemetry_options() {
                             .map(|l| format!("{}={}", l.key(), l.value()))
                             .collect::<Vec<_>>()
                     })
-                    .filter(|label| label.starts_with("pool="))
+                    .filter(|label| label.starts_with("db.client.connection.pool.name="))
                     .collect();
                 if pools.iter().any(|p| p.contains("sessions@")) {
                     Ok(pools)

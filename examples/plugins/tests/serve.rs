@@ -392,8 +392,14 @@ async fn sighup_reloads_the_config_and_a_bad_one_changes_nothing() {
     let gateway = Gateway::start(&config);
     let address = gateway.address;
     assert_eq!(status_of(address, "/limited", "a").await, "HTTP/1.1 200 OK");
-    assert_eq!(status_of(address, "/limited", "a").await, "HTTP/1.1 429 Too Many Requests");
-    assert_eq!(status_of(address, "/added", "a").await, "HTTP/1.1 404 Not Found");
+    assert_eq!(
+        status_of(address, "/limited", "a").await,
+        "HTTP/1.1 429 Too Many Requests"
+    );
+    assert_eq!(
+        status_of(address, "/added", "a").await,
+        "HTTP/1.1 404 Not Found"
+    );
 
     // A request is in flight (the backend takes two seconds) while the config changes.
     let in_flight = tokio::spawn(status_of(address, "/limited", "in-flight"));
@@ -406,7 +412,11 @@ async fn sighup_reloads_the_config_and_a_bad_one_changes_nothing() {
         assert!(Instant::now() < deadline, "the reload did not happen");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(in_flight.await.unwrap(), "HTTP/1.1 200 OK", "the request in flight finished");
+    assert_eq!(
+        in_flight.await.unwrap(),
+        "HTTP/1.1 200 OK",
+        "the request in flight finished"
+    );
     let statuses = [
         status_of(address, "/limited", "b").await,
         status_of(address, "/limited", "b").await,
@@ -426,6 +436,75 @@ async fn sighup_reloads_the_config_and_a_bad_one_changes_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(status_of(address, "/added", "c").await, "HTTP/1.1 200 OK");
     gateway.terminate();
-    let (exit, _) = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap();
+    let (exit, _) = tokio::task::spawn_blocking(move || gateway.wait())
+        .await
+        .unwrap();
     assert!(exit.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_shows_the_operation_histogram_with_the_pool_s_name() {
+    let redis = RedisServer::start();
+    let backend = backend(Arc::new(AtomicU64::new(0))).await;
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut config = gateway_config(
+        &redis,
+        backend,
+        json!([{"endpoint": "/limited", "output_encoding": "no-op",
+            "extra_config": {"plugin/redplug": {"name": ["rate_limit"]}},
+            "backend": [{"url_pattern": "/sink", "method": "POST", "encoding": "no-op"}]}]),
+    );
+    config["extra_config"]["telemetry/opentelemetry"] = json!({
+        "service_name": "redplug-test",
+        "exporters": {"prometheus": [
+            {"name": "local_prometheus", "port": metrics_port, "listen_ip": "127.0.0.1",
+             "process_metrics": true, "go_metrics": true}
+        ]}
+    });
+    let gateway = Gateway::start(&config);
+    for n in 0..5 {
+        let status = status_of(gateway.address, "/limited", &format!("m{n}")).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+    let metrics_address: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let (status, _) = exchange(
+        metrics_address,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_owned(),
+        0,
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut stream = TcpStream::connect(metrics_address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("db_client_operation_duration"))
+        .collect();
+    println!("{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(
+            |line| line.starts_with("db_client_operation_duration_bucket{")
+                && line.contains("db_client_connection_pool_name=\"ratelimit_counters\"")
+                && line.contains("db_operation_name=")
+                && line.contains("le=\"0.001\"")
+        ),
+        "no histogram for the pool in:\n{text}"
+    );
+    // rate_limit makes one round trip per request: five requests, five timings.
+    let count: u64 = lines
+        .iter()
+        .filter(|line| line.starts_with("db_client_operation_duration_count{"))
+        // Loading the script at startup is an operation of its own.
+        .filter(|line| !line.contains("db_operation_name=\"SCRIPT\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(count, 5, "one timing per request's rate-limit call");
 }

@@ -58,6 +58,11 @@ pub(super) fn serve(
             }
         };
         let address = listener.local_addr()?;
+        if let Err(message) = serve_metrics(&runtime.config().gateway.prometheus) {
+            writeln!(err, "error: {message}")?;
+            runtime.shutdown().await;
+            return Ok(false);
+        }
         let endpoints = runtime.endpoints();
         writeln!(
             out,
@@ -87,6 +92,46 @@ pub(super) fn serve(
         writeln!(out, "redplug stopped")?;
         Ok(true)
     })
+}
+
+/// Histogram buckets for durations, in seconds: 100 µs to 10 s, as Redis commands spread.
+const SECONDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Serves the metrics at `/metrics` for Prometheus, on the first exporter the config lists
+/// (one recorder serves one address; the others are reported and left out).
+fn serve_metrics(exporters: &[crate::config::PrometheusExporter]) -> Result<(), String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+    let Some(first) = exporters.first() else {
+        return Ok(());
+    };
+    for other in &exporters[1..] {
+        tracing::warn!(
+            exporter = %other.name,
+            "only the first Prometheus exporter is served; this one is left out"
+        );
+    }
+    let address = std::net::SocketAddr::new(first.listen_ip, first.port);
+    let builder = PrometheusBuilder::new()
+        .with_http_listener(address)
+        .set_buckets_for_metric(Matcher::Suffix("duration".into()), &SECONDS)
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(Matcher::Suffix("wait_time".into()), &SECONDS)
+        })
+        .map_err(|error| format!("cannot set up the Prometheus exporter: {error}"))?;
+    match builder.install() {
+        Ok(()) => {
+            tracing::info!(exporter = %first.name, %address, "serving metrics at /metrics");
+            Ok(())
+        }
+        Err(error) => Err(format!(
+            "cannot serve metrics for the Prometheus exporter `{}` on {address}: {error}",
+            first.name
+        )),
+    }
 }
 
 /// Reloads the config file on every SIGHUP, logging what changed or why nothing did.

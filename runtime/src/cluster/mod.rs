@@ -191,7 +191,7 @@ impl ClusterEngine {
         );
         tracing::debug!(cluster = %name, seeds = config.addresses.len(), "cluster connected");
         Ok(Arc::new(Self {
-            telemetry: Telemetry::new(name.clone(), &options.opentelemetry),
+            telemetry: Telemetry::new(name.clone(), &options.opentelemetry, None),
             name,
             shared: ArcSwapOption::from_pointee(shared),
             exclusive,
@@ -211,8 +211,21 @@ impl ClusterEngine {
     }
 
     /// Connection counts of the cluster's exclusive connections.
-    pub(crate) fn exclusive_status(&self) -> deadpool::Status {
+    pub(crate) fn exclusive_status(&self) -> managed::Status {
         self.exclusive.status()
+    }
+
+    /// Publishes the exclusive connections' counts as gauges, unless metrics are disabled.
+    pub(crate) fn record_status(&self) {
+        let status = self.exclusive.status();
+        self.telemetry.record_status(&redplug::PoolStatus {
+            name: self.name.to_string(),
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            in_use: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+        });
     }
 
     /// Whether nothing uses this engine any more, once it was swapped out of its slot: no
@@ -237,7 +250,7 @@ impl ClusterEngine {
         drop(registrations);
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
@@ -308,6 +321,7 @@ impl ClusterEngine {
                 };
             };
             retry += 1;
+            self.telemetry.record_retry();
             tracing::debug!(cluster = %self.name, retry, ?wait, %error, "retrying a failed command");
             tokio::time::sleep(wait).await;
         }
@@ -320,7 +334,7 @@ impl ClusterBackend for ClusterEngine {
     }
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.telemetry.command(cmd, || {
+        self.telemetry.command(cmd, move || {
             self.with_retries(move |mut conn| async move { route(&mut conn, cmd).await })
         })
     }
@@ -331,7 +345,7 @@ impl ClusterBackend for ClusterEngine {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.telemetry.pipeline(pipeline, || {
+        self.telemetry.pipeline(pipeline, move || {
             self.with_retries(move |mut conn| async move {
                 conn.req_packed_commands(pipeline, offset, count).await
             })
@@ -349,21 +363,21 @@ impl ClusterBackend for ClusterEngine {
                 recycle: None,
             };
             let owner = failure::cluster(&self.name);
-            let object = self
-                .exclusive
-                .timeout_get(&timeouts)
-                .await
-                .map_err(|error| {
-                    let status = self.exclusive.status();
-                    let waited = Waited {
-                        what: "exclusive connection",
-                        also: "",
-                        pool_timeout: self.pool_timeout,
-                        max_size: status.max_size,
-                        waiting: status.waiting,
-                    };
-                    failure::checkout(&owner, error, waited)
-                })?;
+            let started = std::time::Instant::now();
+            let checkout = self.exclusive.timeout_get(&timeouts).await;
+            let timed_out = matches!(&checkout, Err(managed::PoolError::Timeout(_)));
+            self.telemetry.record_wait(started.elapsed(), timed_out);
+            let object = checkout.map_err(|error| {
+                let status = self.exclusive.status();
+                let waited = Waited {
+                    what: "exclusive connection",
+                    also: "",
+                    pool_timeout: self.pool_timeout,
+                    max_size: status.max_size,
+                    waiting: status.waiting,
+                };
+                failure::checkout(&owner, error, waited)
+            })?;
             Ok(host::connection(Box::new(ClusterCheckout {
                 object: Some(object),
                 owner: owner.into(),

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::json::Budget;
-use super::model::GatewayConfig;
-use super::reader::{IntRange, Node, Problems};
+use super::model::{GatewayConfig, PrometheusExporter};
+use super::reader::{IntRange, Keys, Node, Problems};
 use super::source::Sections;
 
 /// The largest body a plugin may be given to read: 256 MiB.
@@ -103,4 +103,56 @@ pub(super) fn positive(node: &Node<'_>, p: &mut Problems) -> Option<Duration> {
             None
         }
     }
+}
+
+/// `extra_config["telemetry/opentelemetry"]`: KrakenD's telemetry settings, of which redplug
+/// reads `exporters.prometheus[]` (`name`, `port`, `listen_ip`). The rest is KrakenD's and is
+/// not checked here.
+pub(super) fn read_prometheus(node: &Node<'_>, p: &mut Problems) -> Vec<PrometheusExporter> {
+    let Some(object) = node.object(p, &Keys::ANY) else {
+        return Vec::new();
+    };
+    let Some(exporters) = object.get("exporters") else {
+        return Vec::new();
+    };
+    let Some(exporters) = exporters.object(p, &Keys::ANY) else {
+        return Vec::new();
+    };
+    let Some(prometheus) = exporters.get("prometheus") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (index, entry) in prometheus.array(p).unwrap_or_default().iter().enumerate() {
+        let Some(entry) = entry.object(p, &Keys::ANY) else {
+            continue;
+        };
+        let name = match entry.get("name") {
+            Some(name) => name.string(p).unwrap_or_default().to_owned(),
+            None => format!("prometheus[{index}]"),
+        };
+        let port = match entry.get("port") {
+            Some(port) => match port.integer(p, PORT).and_then(|n| u16::try_from(n).ok()) {
+                Some(port) => port,
+                None => continue,
+            },
+            None => 9090,
+        };
+        let listen_ip = match entry.get("listen_ip") {
+            Some(ip) => match ip.string(p).map(str::parse::<IpAddr>) {
+                Some(Ok(ip)) => ip,
+                Some(Err(_)) => {
+                    p.add(ip.invalid("is not an IP address; write one such as \"127.0.0.1\""));
+                    continue;
+                }
+                None => continue,
+            },
+            None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        found.push(PrometheusExporter {
+            name,
+            listen_ip,
+            port,
+        });
+    }
+    found
 }

@@ -44,6 +44,9 @@ use source::{Raw, Sections, line_and_column};
 /// The key under `extra_config` that holds each plugin's own config.
 pub const PLUGIN_NAMESPACE: &str = "plugin/redplug";
 
+/// KrakenD's telemetry namespace, whose `exporters.prometheus[]` `redplug serve` honours.
+pub const OPENTELEMETRY_NAMESPACE: &str = "telemetry/opentelemetry";
+
 /// The key of our namespace that bounds the bodies plugins read, at the service level and per
 /// endpoint; no plugin can have this name.
 pub const MAX_BODY_BYTES_KEY: &str = "max_body_bytes";
@@ -231,6 +234,15 @@ fn read_config(sections: &Sections<'_>, p: &mut Problems, base: &Path) -> Config
         let path = "extra_config.redis";
         if let Some(tree) = tree(raw, path, sections.text, &mut budget, p) {
             config.redis = redis::read_redis(&Node::new(&tree, path), p, base);
+        }
+    }
+    if let Some(raw) = extra.opentelemetry {
+        let path = format!(
+            "extra_config{}",
+            reader::key_segment(OPENTELEMETRY_NAMESPACE)
+        );
+        if let Some(tree) = tree(raw, &path, sections.text, &mut budget, p) {
+            config.gateway.prometheus = gateway::read_prometheus(&Node::new(&tree, path), p);
         }
     }
     if let Some(raw) = extra.plugins {

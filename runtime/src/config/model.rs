@@ -46,6 +46,20 @@ pub struct GatewayConfig {
     /// `extra_config["plugin/redplug"].max_body_bytes`: the largest body a chain buffers for
     /// plugins that read bodies, unless an endpoint sets its own (default 4 MiB).
     pub max_body_bytes: usize,
+    /// `extra_config["telemetry/opentelemetry"].exporters.prometheus[]`: where `redplug serve`
+    /// serves its metrics for Prometheus to scrape.
+    pub prometheus: Vec<PrometheusExporter>,
+}
+
+/// One entry of KrakenD's `exporters.prometheus[]`: a `/metrics` endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrometheusExporter {
+    /// `name`, for logs.
+    pub name: String,
+    /// `listen_ip` (default every IPv4 interface).
+    pub listen_ip: std::net::IpAddr,
+    /// `port` (default 9090, Prometheus' own convention for exporters).
+    pub port: u16,
 }
 
 impl Default for GatewayConfig {
@@ -58,6 +72,7 @@ impl Default for GatewayConfig {
             max_header_bytes: 1024 * 1024,
             debug_endpoint: false,
             max_body_bytes: 4 * 1024 * 1024,
+            prometheus: Vec::new(),
         }
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct Extra<'a> {
     pub redis: Option<Raw<'a>>,
     /// `extra_config["plugin/redplug"]`.
     pub plugins: Option<Raw<'a>>,
+    /// `extra_config["telemetry/opentelemetry"]`: KrakenD's, read for its Prometheus exporter.
+    pub opentelemetry: Option<Raw<'a>>,
     /// Every other key, for the did-you-mean warning about our own names.
     pub other_keys: Vec<String>,
 }
@@ -338,6 +340,7 @@ impl<'de> Visitor<'de> for ExtraSeed<'_, 'de> {
             let slot = match &*key {
                 "redis" => &mut self.extra.redis,
                 super::PLUGIN_NAMESPACE => &mut self.extra.plugins,
+                super::OPENTELEMETRY_NAMESPACE => &mut self.extra.opentelemetry,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     self.extra.other_keys.push(key.into_owned());

@@ -27,7 +27,7 @@ use crate::config::PoolConfig;
 use crate::failure::{self, LastError, Waited};
 use crate::net::dial::{Connection, Connector};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Server, Telemetry};
 use exclusive::PoolCheckout;
 use lane::Lane;
 pub(crate) use lane::LaneUse;
@@ -120,7 +120,15 @@ impl PoolEngine {
             .map_err(|error| error.to_string())?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         Ok(Arc::new(Self {
-            telemetry: Telemetry::new(name.clone(), &options.opentelemetry),
+            telemetry: Telemetry::new(
+                name.clone(),
+                &options.opentelemetry,
+                Some(Server {
+                    address: Arc::from(config.address.host.as_str()),
+                    port: config.address.port,
+                    db: Some(config.db),
+                }),
+            ),
             name,
             db: config.db,
             pool,
@@ -144,7 +152,10 @@ impl PoolEngine {
     pub(crate) fn is_idle(self: &Arc<Self>, owners: usize) -> bool {
         let status = self.pool.status();
         let lane = usize::from(self.lane.current.load().is_some());
-        let exclusive = status.size.saturating_sub(status.available).saturating_sub(lane);
+        let exclusive = status
+            .size
+            .saturating_sub(status.available)
+            .saturating_sub(lane);
         Arc::strong_count(self) <= owners && exclusive == 0
     }
 
@@ -187,7 +198,11 @@ impl PoolEngine {
             create: None,
             recycle: None,
         };
-        self.pool.timeout_get(&timeouts).await.map_err(|error| {
+        let started = std::time::Instant::now();
+        let checkout = self.pool.timeout_get(&timeouts).await;
+        let timed_out = matches!(&checkout, Err(managed::PoolError::Timeout(_)));
+        self.telemetry.record_wait(started.elapsed(), timed_out);
+        checkout.map_err(|error| {
             let status = self.pool.status();
             let waited = Waited {
                 what: "connection",
@@ -253,6 +268,7 @@ impl PoolEngine {
                 return Err(error);
             };
             retry += 1;
+            self.telemetry.record_retry();
             tracing::debug!(pool = %self.name, retry, ?wait, %error, "retrying a failed command");
             tokio::time::sleep(wait).await;
         }
@@ -282,7 +298,7 @@ impl PoolBackend for PoolEngine {
     }
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.telemetry.command(cmd, || {
+        self.telemetry.command(cmd, move || {
             self.with_retries(self.retry.max_retries, move |mut conn| async move {
                 conn.send_packed_command(cmd).await.and_then(retry_reply)
             })
@@ -290,7 +306,7 @@ impl PoolBackend for PoolEngine {
     }
 
     fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.telemetry.command(cmd, || {
+        self.telemetry.command(cmd, move || {
             self.with_retries(0, move |mut conn| async move {
                 conn.send_packed_command(cmd).await
             })
@@ -303,7 +319,7 @@ impl PoolBackend for PoolEngine {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.telemetry.pipeline(pipeline, || {
+        self.telemetry.pipeline(pipeline, move || {
             self.with_retries(self.retry.max_retries, move |mut conn| async move {
                 conn.send_packed_commands(pipeline, offset, count)
                     .await

@@ -30,8 +30,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError, ConfigErrors, GatewayConfig};
-use crate::reload::ReloadReport;
 use crate::pipeline::BodyLimits;
+use crate::reload::ReloadReport;
 use crate::{Backend, Endpoint, Runtime};
 use body::Body;
 use proxy::{Allowed, Hosts, HttpClient};
@@ -91,7 +91,7 @@ pub enum GatewayError {
     Client(String),
     /// A reload was refused: the runtime's config did not change.
     #[error("the config was not reloaded: {0}")]
-    Reload(#[from] crate::StartupError),
+    Reload(Box<crate::StartupError>),
     /// The listening socket could not be opened.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -213,7 +213,9 @@ impl Reloader {
         let placeholders: Vec<Endpoint> = config
             .endpoints
             .iter()
-            .map(|endpoint| Endpoint::new(endpoint, &[], &vec![Vec::new(); endpoint.backends.len()]))
+            .map(|endpoint| {
+                Endpoint::new(endpoint, &[], &vec![Vec::new(); endpoint.backends.len()])
+            })
             .collect();
         table(&config, &placeholders)?;
         let listening = (config.gateway.listen_ip, config.gateway.port);
@@ -224,7 +226,10 @@ impl Reloader {
             );
         }
         let runtime = &self.shared.runtime;
-        let report = runtime.reload(config).await?;
+        let report = runtime
+            .reload(config)
+            .await
+            .map_err(|error| GatewayError::Reload(Box::new(error)))?;
         match table(&runtime.config(), &runtime.endpoints()) {
             Ok(routes) => self.shared.routes.store(Arc::new(routes)),
             // Checked above, so this does not happen; if it did, the old routes keep serving.
