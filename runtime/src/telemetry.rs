@@ -15,13 +15,16 @@
 //! | `db.client.connection.timeouts` | counter | pool name: waits that reached `pool_timeout` |
 //! | `redplug.db.client.errors` | counter | pool name, `error.type` (`timeout`, `connection`, `server`) |
 //! | `redplug.db.client.retries` | counter | pool name |
+//! | `redplug.db.client.redirects` | counter | cluster name, `redplug.redirect.kind` (`moved`, `ask`) |
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult};
+use redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+};
 use redplug::PoolStatus;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -241,6 +244,80 @@ impl Telemetry {
     pub(crate) fn record_retry(&self) {
         if self.metrics {
             metrics::counter!("redplug.db.client.retries", POOL => self.owner.clone()).increment(1);
+        }
+    }
+
+    /// Counts `error` if it is a redirect (`MOVED` or `ASK`), followed or not.
+    pub(crate) fn record_redirect(&self, error: &RedisError) {
+        if self.metrics {
+            Redirects(Some(self.owner.clone())).see(error);
+        }
+    }
+}
+
+/// Counts the redirects (`MOVED`, `ASK`) that a cluster's node connections receive, followed
+/// or not, as `redplug.db.client.redirects` by `redplug.redirect.kind`: each is a command that
+/// went to a node that does not serve its slot (any more), so a steady count says slots are
+/// migrating or the slot map is stale.
+#[derive(Clone, Default)]
+pub(crate) struct Redirects(Option<Arc<str>>);
+
+impl Redirects {
+    /// Counts the redirects of the cluster `cluster`, unless its metrics are disabled.
+    pub(crate) fn new(cluster: Arc<str>, config: &TelemetryConfig) -> Self {
+        Self((!config.disable_metrics).then_some(cluster))
+    }
+
+    /// Counts `error` if it is a redirect.
+    pub(crate) fn see(&self, error: &RedisError) {
+        let Some(cluster) = &self.0 else {
+            return;
+        };
+        let kind = match error.kind() {
+            ErrorKind::Server(ServerErrorKind::Moved) => "moved",
+            ErrorKind::Server(ServerErrorKind::Ask) => "ask",
+            _ => return,
+        };
+        metrics::counter!(
+            "redplug.db.client.redirects",
+            POOL => cluster.clone(),
+            "redplug.redirect.kind" => kind
+        )
+        .increment(1);
+    }
+
+    /// Counts the redirects in a command's outcome: an error, or an error reply.
+    pub(crate) fn see_outcome(&self, outcome: &RedisResult<Value>) {
+        if self.0.is_none() {
+            return;
+        }
+        match outcome {
+            Err(error) => self.see(error),
+            Ok(reply @ Value::ServerError(_)) => {
+                if let Err(error) = reply.clone().extract_error() {
+                    self.see(&error);
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+
+    /// Counts the redirects among a pipeline's replies.
+    pub(crate) fn see_replies(&self, outcome: &RedisResult<Vec<Value>>) {
+        if self.0.is_none() {
+            return;
+        }
+        match outcome {
+            Err(error) => self.see(error),
+            Ok(replies) => {
+                for reply in replies {
+                    if let Value::ServerError(_) = reply
+                        && let Err(error) = reply.clone().extract_error()
+                    {
+                        self.see(&error);
+                    }
+                }
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Routing by hash slot, `MOVED` and `ASK` with and without `max_redirects`, and multi-key
 //! commands across slots.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 /// Two clusters over one real cluster: `follow` follows redirects, `strict` follows none
@@ -47,8 +49,50 @@ async fn commands_route_by_slot() {
     .await;
 }
 
+/// `redplug.db.client.redirects` since the last snapshot, by cluster and kind ("moved" or
+/// "ask"). Taking a snapshot resets the debugging recorder's counters.
+fn redirects(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+) -> BTreeMap<(String, String), u64> {
+    let mut counts = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        if key.name() != "redplug.db.client.redirects" {
+            continue;
+        }
+        let label = |name: &str| {
+            key.labels()
+                .find(|l| l.key() == name)
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default()
+        };
+        let metrics_util::debugging::DebugValue::Counter(count) = value else {
+            panic!("redirects should be a counter, got {value:?}");
+        };
+        *counts
+            .entry((
+                label("db.client.connection.pool.name"),
+                label("redplug.redirect.kind"),
+            ))
+            .or_default() += count;
+    }
+    counts
+}
+
+fn count(counts: &BTreeMap<(String, String), u64>, cluster: &str, kind: &str) -> u64 {
+    counts
+        .get(&(cluster.to_owned(), kind.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+// Current-thread tests: the node connections' tasks record on the thread that installed the
+// local recorder.
 #[tokio::test]
 async fn moved_is_followed_unless_redirects_are_off() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
     bounded(async {
         let cluster = RedisCluster::start(3, 0);
         let (runtime, follow, strict) = follow_and_strict(&cluster).await;
@@ -92,6 +136,11 @@ async fn moved_is_followed_unless_redirects_are_off() {
         )
         .await;
         assert_eq!(seen.as_deref(), Some("followed"));
+        // Each client's MOVED is counted, and no ASK was seen.
+        let counts = redirects(&snapshotter);
+        assert!(count(&counts, "follow", "moved") >= 1, "{counts:?}");
+        assert!(count(&counts, "strict", "moved") >= 1, "{counts:?}");
+        assert_eq!(count(&counts, "follow", "ask"), 0, "{counts:?}");
         runtime.shutdown().await;
     })
     .await;
@@ -99,6 +148,9 @@ async fn moved_is_followed_unless_redirects_are_off() {
 
 #[tokio::test]
 async fn ask_is_followed_unless_redirects_are_off() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
     bounded(async {
         let cluster = RedisCluster::start(3, 0);
         let (runtime, follow, strict) = follow_and_strict(&cluster).await;
@@ -139,6 +191,10 @@ async fn ask_is_followed_unless_redirects_are_off() {
             Some("asked"),
             "the ASK was followed to node {to}"
         );
+        let counts = redirects(&snapshotter);
+        assert!(count(&counts, "follow", "ask") >= 1, "{counts:?}");
+        assert!(count(&counts, "strict", "ask") >= 1, "{counts:?}");
+        assert_eq!(count(&counts, "follow", "moved"), 0, "{counts:?}");
         runtime.shutdown().await;
     })
     .await;

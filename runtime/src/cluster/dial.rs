@@ -18,25 +18,30 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::Connect;
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture,
-    RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError,
+    RedisFuture, RedisResult, Value,
 };
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Address, ConnectionOptions};
 use crate::net::dial::{Connection, Connector};
 use crate::retry::io_error;
+use crate::telemetry::Redirects;
 
 /// Everything needed to open a connection to any node of one cluster.
 pub(crate) struct Dial {
     owner: Arc<str>,
     options: ConnectionOptions,
     tls: Option<TlsConnector>,
-    /// Per-reply limit of connections made with this dial; `None` for exclusive connections,
-    /// which may run blocking commands.
+    /// How long the commands on a connection made with this dial may wait without a reply
+    /// before the connection is closed (the stream's reply deadline, see
+    /// [`crate::net::coalesce`]); `None` for exclusive connections, which may run blocking
+    /// commands.
     response_timeout: Option<Duration>,
     /// The last failure per address, so a failed startup can say what happened at each node.
     failures: Mutex<BTreeMap<String, String>>,
+    /// Counts the redirects that the node connections made with this dial receive.
+    redirects: Redirects,
 }
 
 impl Dial {
@@ -46,6 +51,7 @@ impl Dial {
         options: &ConnectionOptions,
         tls: Option<TlsConnector>,
         response_timeout: Option<Duration>,
+        redirects: Redirects,
     ) -> Self {
         Self {
             owner,
@@ -53,6 +59,7 @@ impl Dial {
             tls,
             response_timeout,
             failures: Mutex::new(BTreeMap::new()),
+            redirects,
         }
     }
 
@@ -70,16 +77,24 @@ impl Dial {
     /// Opens one node connection within `dial_timeout`, remembering why it failed if it did.
     async fn connect(&self, address: Address) -> RedisResult<NodeConn> {
         let key = address.to_string();
-        match self.connector(address).connect().await {
+        let mut connector = self.connector(address.clone());
+        if let Some(timeout) = self.response_timeout {
+            // One deadline per connection, renewed by every reply, rather than a timer armed
+            // and cleared for every command.
+            connector = connector.reply_timeout(timeout);
+        }
+        match connector.connect().await {
             Ok(connection) => {
                 self.failures().remove(&key);
-                let mut conn = connection.conn.clone();
-                if let Some(timeout) = self.response_timeout {
-                    conn.set_response_timeout(timeout);
-                }
                 Ok(NodeConn {
-                    conn,
-                    _connection: connection,
+                    conn: connection.conn.clone(),
+                    node: Arc::new(Node {
+                        connection,
+                        owner: self.owner.clone(),
+                        address,
+                        response_timeout: self.response_timeout,
+                        redirects: self.redirects.clone(),
+                    }),
                 })
             }
             Err(error) => {
@@ -157,13 +172,53 @@ fn lookup(token: i64) -> Option<Arc<Dial>> {
 #[derive(Clone)]
 pub(crate) struct NodeConn {
     conn: MultiplexedConnection,
-    /// Keeps the socket's driver task alive as long as any clone is.
-    _connection: Connection,
+    /// Behind one pointer, since redis-rs moves and clones a node's connection with each
+    /// command it routes.
+    node: Arc<Node>,
+}
+
+/// The socket under a [`NodeConn`] and which node it reaches.
+struct Node {
+    /// Its commands are counted in its backlog (for the reply deadline and for batching), and
+    /// it keeps the socket's driver task alive as long as any clone is.
+    connection: Connection,
+    owner: Arc<str>,
+    address: Address,
+    response_timeout: Option<Duration>,
+    redirects: Redirects,
+}
+
+impl NodeConn {
+    /// `error`, or the timeout it really is when the connection ended at its reply deadline:
+    /// the commands on it then only see the socket gone. Like a per-command timeout, it is an
+    /// I/O timeout, which is not retried: the node may have run the command.
+    fn explain(&self, error: RedisError) -> RedisError {
+        if !self.node.connection.backlog().timed_out() {
+            return error;
+        }
+        let node = &self.node;
+        io_error(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{}: node {} sent no reply for {:?}, so its connection was closed; the command \
+                 may or may not have run",
+                node.owner,
+                node.address,
+                node.response_timeout.unwrap_or_default()
+            ),
+        )
+    }
 }
 
 impl ConnectionLike for NodeConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.conn.req_packed_command(cmd)
+        Box::pin(async move {
+            let in_flight = self.node.connection.backlog().track();
+            let result = self.conn.send_packed_command(cmd).await;
+            drop(in_flight);
+            self.node.redirects.see_outcome(&result);
+            result.map_err(|error| self.explain(error))
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -172,7 +227,16 @@ impl ConnectionLike for NodeConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.conn.req_packed_commands(pipeline, offset, count)
+        Box::pin(async move {
+            let in_flight = self.node.connection.backlog().track();
+            let result = self
+                .conn
+                .send_packed_commands(pipeline, offset, count)
+                .await;
+            drop(in_flight);
+            self.node.redirects.see_replies(&result);
+            result.map_err(|error| self.explain(error))
+        })
     }
 
     fn get_db(&self) -> i64 {

@@ -50,6 +50,7 @@
 //! its socket stalls them, as it would stall a pool's exclusive connection.
 
 mod dial;
+mod direct;
 mod exclusive;
 pub(crate) mod topology;
 
@@ -77,7 +78,7 @@ use crate::failure::{self, LastError, Waited};
 use crate::net::tls;
 use crate::pool::RESPONSE_TIMEOUT;
 use crate::retry::{RetryPolicy, io_error, is_retryable};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Redirects, Telemetry};
 use dial::{Dial, NodeConn, RegisteredDial};
 use exclusive::{ClusterCheckout, ExclusiveManager};
 use topology::{Reply, Topology, changes_topology};
@@ -95,6 +96,8 @@ pub(crate) struct ClusterEngine {
     exclusive: managed::Pool<ExclusiveManager>,
     pool_timeout: Duration,
     topology: Topology,
+    /// redis-rs' redirect and retry budget, which the direct path spends the same way.
+    budget: direct::Budget,
     retry: RetryPolicy,
     /// The most one command may take through redis-rs, redirects and its retries included.
     attempt_timeout: Duration,
@@ -124,13 +127,16 @@ impl ClusterEngine {
             message,
         };
 
+        let redirects = Redirects::new(name.clone(), &options.opentelemetry);
         let shared_dial = RegisteredDial::new(Dial::new(
             owner.clone(),
             options,
             tls.clone(),
             Some(RESPONSE_TIMEOUT),
+            redirects.clone(),
         ));
-        let exclusive_dial = RegisteredDial::new(Dial::new(owner.clone(), options, tls, None));
+        let exclusive_dial =
+            RegisteredDial::new(Dial::new(owner.clone(), options, tls, None, redirects));
         let redirects = config.max_redirects.unwrap_or(0);
         let attempt_timeout = attempt_timeout(options, redirects);
         let shared_client =
@@ -197,6 +203,7 @@ impl ClusterEngine {
             exclusive,
             pool_timeout: options.pool_timeout,
             topology,
+            budget: direct::Budget::new(options, redirects),
             retry: options.retry.into(),
             attempt_timeout,
             closed: AtomicBool::new(false),
@@ -262,31 +269,26 @@ impl ClusterEngine {
     /// back from redis-rs as an `Err` once redis-rs spent its own budget on them, or as a
     /// [`Value::ServerError`] reply it does not act on; the retryable ones among the latter are
     /// retried too (for a pipeline, when its first error reply is, as go-redis decides).
-    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> RedisResult<T>
+    ///
+    /// Each attempt first tries `direct` (see [`direct`]), which answers `None` when the
+    /// attempt is to go through redis-rs.
+    async fn with_retries<T, D, DFut, F, Fut>(
+        &self,
+        mut direct: D,
+        mut attempt: F,
+    ) -> RedisResult<T>
     where
         T: Reply,
+        D: FnMut() -> DFut,
+        DFut: Future<Output = Option<RedisResult<T>>>,
         F: FnMut(Routed) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let mut retry = 0;
         loop {
-            let Some(shared) = self.shared.load_full() else {
-                return Err(self.shut_down());
-            };
-            let outcome = match tokio::time::timeout(
-                self.attempt_timeout,
-                attempt((*shared).clone()),
-            )
-            .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(io_error(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "cluster `{}`: no reply within {:?}, redirects and reconnects included",
-                        self.name, self.attempt_timeout
-                    ),
-                )),
+            let outcome = match direct().await {
+                Some(outcome) => outcome,
+                None => self.through_redis_rs(&mut attempt).await?,
             };
             let (error, reply) = match outcome {
                 Ok(reply) => match reply.server_error() {
@@ -328,6 +330,32 @@ impl ClusterEngine {
     }
 }
 
+impl ClusterEngine {
+    /// One attempt through redis-rs' cluster connection, bounded by `attempt_timeout`; `Err`
+    /// only when the cluster is shut down.
+    async fn through_redis_rs<T, F, Fut>(&self, attempt: &mut F) -> RedisResult<RedisResult<T>>
+    where
+        F: FnMut(Routed) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let Some(shared) = self.shared.load_full() else {
+            return Err(self.shut_down());
+        };
+        Ok(
+            match tokio::time::timeout(self.attempt_timeout, attempt((*shared).clone())).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(io_error(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "cluster `{}`: no reply within {:?}, redirects and reconnects included",
+                        self.name, self.attempt_timeout
+                    ),
+                )),
+            },
+        )
+    }
+}
+
 impl ClusterBackend for ClusterEngine {
     fn name(&self) -> &str {
         &self.name
@@ -335,7 +363,10 @@ impl ClusterBackend for ClusterEngine {
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.telemetry.command(cmd, move || {
-            self.with_retries(move |mut conn| async move { route(&mut conn, cmd).await })
+            self.with_retries(
+                move || self.direct(cmd),
+                move |mut conn| async move { route(&mut conn, cmd).await },
+            )
         })
     }
 
@@ -346,9 +377,12 @@ impl ClusterBackend for ClusterEngine {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         self.telemetry.pipeline(pipeline, move || {
-            self.with_retries(move |mut conn| async move {
-                conn.req_packed_commands(pipeline, offset, count).await
-            })
+            self.with_retries(
+                || std::future::ready(None),
+                move |mut conn| async move {
+                    conn.req_packed_commands(pipeline, offset, count).await
+                },
+            )
         })
     }
 

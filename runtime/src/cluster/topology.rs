@@ -56,20 +56,33 @@ pub(crate) fn slot_for_key(key: &[u8]) -> u16 {
     crc16(hashed) % SLOTS
 }
 
+/// CRC16 (XMODEM) a byte at a time: every command on a cluster hashes its key.
 fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
+    bytes.iter().fold(0u16, |crc, &byte| {
+        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ byte)]
+    })
+}
+
+/// CRC16 (XMODEM, polynomial 0x1021) of every byte value.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut crc = (byte as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
             crc = if crc & 0x8000 != 0 {
                 (crc << 1) ^ 0x1021
             } else {
                 crc << 1
             };
+            bit += 1;
         }
+        table[byte] = crc;
+        byte += 1;
     }
-    crc
-}
+    table
+};
 
 /// Whether `error` suggests the slot map we hold may be out of date.
 pub(crate) fn changes_topology(error: &RedisError) -> bool {
@@ -171,6 +184,22 @@ impl SlotMap {
     }
 }
 
+/// The master pool of every slot range of one slot map: where the cluster handle sends a
+/// command for one key straight to the master's shared lane (see `ClusterEngine::direct`).
+pub(crate) struct Routes {
+    /// Sorted by first slot, not overlapping: `(first, last, master)`.
+    ranges: Vec<(u16, u16, Arc<PoolEngine>)>,
+    fetched: Instant,
+}
+
+impl Routes {
+    fn engine(&self, slot: u16) -> Option<&Arc<PoolEngine>> {
+        let after = self.ranges.partition_point(|(first, _, _)| *first <= slot);
+        let (_, last, engine) = self.ranges.get(after.checked_sub(1)?)?;
+        (slot <= *last).then_some(engine)
+    }
+}
+
 /// The slot map and the node handles of one cluster.
 pub(crate) struct Topology {
     cluster: Arc<str>,
@@ -178,6 +207,8 @@ pub(crate) struct Topology {
     options: ConnectionOptions,
     dial: Arc<Dial>,
     map: ArcSwapOption<SlotMap>,
+    /// The master pools of `map`'s ranges, built with it.
+    routes: ArcSwapOption<Routes>,
     /// Set by anything that saw a sign of change; shared with every node handle.
     stale: Arc<AtomicBool>,
     /// One fetch at a time; others wait for its result.
@@ -213,6 +244,7 @@ impl Topology {
             options: options.clone(),
             dial,
             map: ArcSwapOption::empty(),
+            routes: ArcSwapOption::empty(),
             stale: Arc::new(AtomicBool::new(false)),
             refresh: tokio::sync::Mutex::new(()),
             nodes: Mutex::new(Nodes::default()),
@@ -222,6 +254,42 @@ impl Topology {
     /// Makes the next lookup fetch the slot map again.
     pub(crate) fn mark_stale(&self) {
         self.stale.store(true, Ordering::Release);
+    }
+
+    /// The pool of the master serving `slot`, when the slot map is fresh: fetched less than
+    /// [`MAX_AGE`] ago and with no sign of change since. Never waits.
+    pub(crate) fn direct(&self, slot: u16) -> Option<Arc<PoolEngine>> {
+        if self.stale.load(Ordering::Acquire) {
+            return None;
+        }
+        let routes = self.routes.load();
+        let routes = routes.as_ref()?;
+        if routes.fetched.elapsed() >= MAX_AGE {
+            return None;
+        }
+        routes.engine(slot).cloned()
+    }
+
+    /// Fetches the slot map again when it is stale, old or missing, unless another task is at
+    /// it; a failed fetch leaves the map stale.
+    pub(crate) async fn refresh_if_due(&self) {
+        let Ok(_turn) = self.refresh.try_lock() else {
+            return;
+        };
+        let fresh = !self.stale.load(Ordering::Acquire)
+            && self
+                .routes
+                .load()
+                .as_ref()
+                .is_some_and(|routes| routes.fetched.elapsed() < MAX_AGE);
+        if !fresh {
+            let _ = self.fetch().await;
+        }
+    }
+
+    /// The pool of the node at `address` (a redirect's target), built on first use.
+    pub(crate) fn engine_at(&self, address: &Address) -> RedisResult<Arc<PoolEngine>> {
+        self.node_entry(address).map(|(_, engine)| engine)
     }
 
     /// A handle to the master serving `key`'s slot; `None` when no node serves it.
@@ -272,6 +340,21 @@ impl Topology {
                 let map = Arc::new(map);
                 self.map.store(Some(map.clone()));
                 self.forget_former_masters(&map);
+                let routes = map
+                    .ranges
+                    .iter()
+                    .map(|range| {
+                        let (_, engine) = self.node_entry(&range.master)?;
+                        Ok((range.first, range.last, engine))
+                    })
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map(|ranges| {
+                        Arc::new(Routes {
+                            ranges,
+                            fetched: map.fetched,
+                        })
+                    });
+                self.routes.store(routes.ok());
                 Ok(map)
             }
             Err(error) => {
@@ -344,6 +427,11 @@ impl Topology {
 
     /// The handle of the master at `address`, built on first use.
     fn node(&self, address: &Address) -> RedisResult<RedisPool> {
+        self.node_entry(address).map(|(handle, _)| handle)
+    }
+
+    /// The handle and the pool of the master at `address`, built on first use.
+    fn node_entry(&self, address: &Address) -> RedisResult<(RedisPool, Arc<PoolEngine>)> {
         let mut nodes = self.lock_nodes();
         if nodes.closed {
             return Err(io_error(
@@ -355,7 +443,7 @@ impl Topology {
             ));
         }
         if let Some(node) = nodes.by_address.get(address) {
-            return Ok(node.handle.clone());
+            return Ok((node.handle.clone(), node.engine.clone()));
         }
         let config = PoolConfig {
             name: format!("{}@{address}", self.cluster),
@@ -383,12 +471,12 @@ impl Topology {
         nodes.by_address.insert(
             address.clone(),
             Node {
-                engine,
+                engine: engine.clone(),
                 handle: handle.clone(),
                 maintenance,
             },
         );
-        Ok(handle)
+        Ok((handle, engine))
     }
 
     /// Drops our reference to node pools whose address no longer serves slots: a later lookup
@@ -402,6 +490,7 @@ impl Topology {
 
     /// Closes every node pool ever handed out.
     pub(crate) fn close(&self) {
+        self.routes.store(None);
         let mut nodes = self.lock_nodes();
         nodes.closed = true;
         for (_, node) in nodes.by_address.drain() {

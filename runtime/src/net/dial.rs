@@ -166,12 +166,16 @@ impl Connector {
         };
         let ended = Arc::new(AtomicBool::new(false));
         let marker = Ended(ended.clone());
-        let driver = async move {
+        let driver = tokio::spawn(async move {
             let _marker = marker;
             driver.await;
-        };
-        let driver = match self.shutdown.clone() {
-            Some(mut shutdown) => tokio::spawn(async move {
+        });
+        let abort = driver.abort_handle();
+        if let Some(mut shutdown) = self.shutdown.clone() {
+            // A task of its own watches for the shutdown, rather than the driver polling the
+            // watch each time it wakes: the driver wakes for every batch of replies.
+            let on_shutdown = abort.clone();
+            tokio::spawn(async move {
                 let closed = async {
                     // A dropped sender means the owner is gone without shutting down: keep
                     // serving whoever still holds the connection.
@@ -180,14 +184,12 @@ impl Connector {
                     }
                 };
                 tokio::select! {
-                    () = driver => {}
-                    () = closed => {}
+                    _ = driver => {}
+                    () = closed => on_shutdown.abort(),
                 }
-            }),
-            None => tokio::spawn(driver),
+            });
         }
-        .abort_handle();
-        let driver = DriverGuard(driver);
+        let driver = DriverGuard(abort);
         if let Some(name) = &self.client_name {
             redis::cmd("CLIENT")
                 .arg("SETNAME")

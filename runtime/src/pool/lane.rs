@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use deadpool::managed::Object;
-use redis::{RedisError, RedisResult};
+use redis::{Cmd, RedisError, RedisResult, Value};
 
-use super::{Manager, PoolEngine};
+use super::{Manager, PoolEngine, RESPONSE_TIMEOUT};
 use crate::net::dial::Connection;
+use crate::retry::{breaks_connection, io_error};
 
 /// The connection every plain command shares, replaced when it breaks or expires.
 #[derive(Default)]
@@ -157,6 +158,63 @@ impl PoolEngine {
             return None;
         }
         Some(current)
+    }
+
+    /// One try of `cmd` on the lane: not retried, not traced, errors not annotated. For a
+    /// caller with a retry loop and telemetry of its own (a cluster sending a command straight
+    /// to the master that serves its key).
+    pub(crate) async fn lane_once(&self, cmd: &Cmd) -> RedisResult<Value> {
+        self.lane_try(|mut conn| async move { conn.send_packed_command(cmd).await })
+            .await
+    }
+
+    /// [`PoolEngine::lane_once`] for `ASKING` and then `cmd`, in one write, so that no other
+    /// command on the lane comes between them: the reply to `cmd`.
+    pub(crate) async fn lane_once_asking(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let mut asking = redis::pipe();
+        asking.cmd("ASKING").ignore().add_command(cmd.clone());
+        let asking = &asking;
+        let replies = self
+            .lane_try(|mut conn| async move { conn.send_packed_commands(asking, 1, 1).await })
+            .await?;
+        replies.into_iter().next().ok_or_else(|| {
+            RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "no reply after ASKING",
+            ))
+        })
+    }
+
+    async fn lane_try<T, F, Fut>(&self, attempt: F) -> RedisResult<T>
+    where
+        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let lane = match self.live_lane() {
+            Some(lane) => lane,
+            // Boxed, as in `with_retries`: a dial's state machine is kilobytes.
+            None => Box::pin(self.open_lane()).await?,
+        };
+        let backlog = lane.link.backlog();
+        let in_flight = backlog.track();
+        let result = attempt(lane.conn.clone()).await;
+        drop(in_flight);
+        if let Err(error) = &result {
+            if breaks_connection(error) {
+                self.invalidate(&lane);
+            }
+            if backlog.timed_out() {
+                return Err(io_error(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{}: the server sent no reply for {RESPONSE_TIMEOUT:?}, so the shared \
+                         connection was closed; the command may or may not have run",
+                        self.name
+                    ),
+                ));
+            }
+        }
+        result
     }
 
     /// Drops the lane's connection if it is still `failed`, so the next attempt gets another.
