@@ -4,7 +4,8 @@
 //!
 //! - [`RedisServer`]: a private `redis-server` process on a free loopback port, with its own
 //!   temp dir, killed on drop; with a password, ACL users, TLS or persistence when asked.
-//!   [`RedisCluster`]: several of them joined into a Redis Cluster.
+//!   [`RedisCluster`]: several of them joined into a Redis Cluster. [`RedisSentinelSet`]: a
+//!   master, its replicas and three sentinels watching them.
 //! - [`PluginKit`] (feature `plugin`, on by default): one plugin built by the redplug runtime from
 //!   a gateway config, exactly as a gateway builds it (fields injected, config read, scripts
 //!   loaded, `init` run), at the service level or at an endpoint or backend with that place's
@@ -13,7 +14,7 @@
 //!   [`RedisServer::stop`], [`RedisServer::kill_clients`] (every connection cut),
 //!   [`RedisServer::freeze`] / [`thaw`](RedisServer::thaw) (paused: sockets open, nothing
 //!   answered), [`RedisServer::flush_scripts`] (`SCRIPT FLUSH`, as after a failover), and
-//!   [`RedisCluster::kill_master_owning`] (a failover).
+//!   [`RedisCluster::kill_master_owning`] and [`RedisSentinelSet::kill_master`] (failovers).
 //!
 //! ```no_run
 //! use redplug::prelude::*;
@@ -139,6 +140,7 @@ mod cluster;
 #[cfg(feature = "plugin")]
 mod plugin;
 mod port;
+mod sentinel;
 mod server;
 mod tls;
 mod wait;
@@ -147,6 +149,7 @@ pub use binary::missing_program_message;
 pub use cluster::{RedisCluster, RedisClusterBuilder, SLOTS};
 #[cfg(feature = "plugin")]
 pub use plugin::{Exchange, KIT_ENDPOINT, Place, PluginKit, PluginKitBuilder};
+pub use sentinel::{RedisSentinelBuilder, RedisSentinelSet};
 pub use server::{RedisServer, RedisServerBuilder, Restart};
 pub use tls::{ClientAuth, TlsFiles};
 pub use wait::{wait_for, wait_for_async};

@@ -49,6 +49,8 @@ pub struct RedisServerBuilder {
     tls: Option<ClientAuth>,
     persistence: bool,
     cluster: bool,
+    masterauth: bool,
+    sentinel: Option<Vec<Vec<String>>>,
     args: Vec<OsString>,
 }
 
@@ -92,6 +94,22 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Authenticates to its master with its own password (`masterauth`), as every node of a
+    /// replicated set must, since any of them may become a replica (used by
+    /// [`RedisSentinelSet`](crate::RedisSentinelSet)).
+    pub(crate) fn masterauth(mut self) -> Self {
+        self.masterauth = true;
+        self
+    }
+
+    /// Runs `redis-server --sentinel` instead of a data server, with these config lines
+    /// (`sentinel monitor …` and the like) after the harness' own (used by
+    /// [`RedisSentinelSet`](crate::RedisSentinelSet)).
+    pub(crate) fn sentinel(mut self, lines: Vec<Vec<String>>) -> Self {
+        self.sentinel = Some(lines);
+        self
+    }
+
     /// Spawns the server on a free loopback port and returns once it answers `PING`.
     ///
     /// Panics with the server log if it does not come up within 10 s, and with install
@@ -117,13 +135,15 @@ impl RedisServerBuilder {
             tls,
             persistence: self.persistence,
             cluster: self.cluster,
+            masterauth: self.masterauth,
+            sentinel: self.sentinel,
             args: self.args,
         };
 
         let mut last_failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
             config.port = port::free_port(config.cluster);
-            match config.spawn_and_wait() {
+            match config.spawn_and_wait(true) {
                 Ok(child) => {
                     let shared = Arc::new(Shared {
                         config,
@@ -385,6 +405,11 @@ impl RedisServer {
     fn fail(&self, reason: &str) -> ! {
         self.shared.config.fail(reason)
     }
+
+    /// The end of the log with a header naming the server, for failure messages.
+    pub(crate) fn log_tail(&self) -> String {
+        self.shared.config.log_tail()
+    }
 }
 
 impl fmt::Debug for RedisServer {
@@ -461,7 +486,7 @@ impl Shared {
         state.kill();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match self.config.spawn_and_wait() {
+            match self.config.spawn_and_wait(false) {
                 Ok(child) => {
                     state.child = Some(child);
                     return Ok(());
@@ -529,6 +554,9 @@ struct Config {
     tls: Option<(ClientAuth, TlsFiles)>,
     persistence: bool,
     cluster: bool,
+    masterauth: bool,
+    /// Sentinel mode, with the sentinel's own config lines.
+    sentinel: Option<Vec<Vec<String>>>,
     args: Vec<OsString>,
 }
 
@@ -559,6 +587,18 @@ impl Config {
         set(&["daemonize", "no"]);
         set(&["dir", &dir]);
         set(&["logfile", &log]);
+        if let Some(sentinel) = &self.sentinel {
+            // A sentinel keeps no data: only where it listens, who may talk to it, and what it
+            // monitors.
+            set(&["port", &port]);
+            if let Some(password) = &self.password {
+                set(&["requirepass", password]);
+            }
+            for words in sentinel {
+                set(&words.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            return lines.join("\n") + "\n";
+        }
         set(&["save", ""]);
         // Lets fault tests use DEBUG SLEEP and friends.
         set(&["enable-debug-command", "local"]);
@@ -583,7 +623,7 @@ impl Config {
         }
         if let Some(password) = &self.password {
             set(&["requirepass", password]);
-            if self.cluster {
+            if self.cluster || self.masterauth {
                 set(&["masterauth", password]);
             }
         }
@@ -609,9 +649,14 @@ impl Config {
         lines.join("\n") + "\n"
     }
 
-    fn spawn(&self) -> Result<Child, String> {
-        fs::write(self.conf_path(), self.conf())
-            .map_err(|e| format!("cannot write redis.conf: {e}"))?;
+    /// Starts the process; `fresh` on a first start, not on a restart.
+    fn spawn(&self, fresh: bool) -> Result<Child, String> {
+        // A sentinel rewrites its config file with what it learned (other sentinels, replicas,
+        // the current master and epoch); a restarted sentinel must find that, as a real one does.
+        if fresh || self.sentinel.is_none() {
+            fs::write(self.conf_path(), self.conf())
+                .map_err(|e| format!("cannot write redis.conf: {e}"))?;
+        }
         let output = File::options()
             .create(true)
             .append(true)
@@ -620,6 +665,7 @@ impl Config {
         let stderr = output.try_clone().map_err(|e| e.to_string())?;
         Command::new(&self.program)
             .arg(self.conf_path())
+            .args(self.sentinel.is_some().then_some("--sentinel"))
             .args(&self.args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -629,8 +675,8 @@ impl Config {
             .map_err(|e| format!("cannot run {}: {e}", self.program.display()))
     }
 
-    fn spawn_and_wait(&self) -> Result<Child, StartFailure> {
-        let mut child = self.spawn().map_err(StartFailure::Other)?;
+    fn spawn_and_wait(&self, fresh: bool) -> Result<Child, StartFailure> {
+        let mut child = self.spawn(fresh).map_err(StartFailure::Other)?;
         let ready = try_wait_for(START_TIMEOUT, || match child.try_wait() {
             Ok(Some(status)) => Ok(Err(status)),
             Ok(None) => self.probe().map(Ok),
@@ -907,17 +953,19 @@ mod tests {
             tls: None,
             persistence: false,
             cluster: false,
+            masterauth: false,
+            sentinel: None,
             args: Vec::new(),
         };
         assert!(
-            matches!(config.spawn_and_wait(), Err(StartFailure::PortInUse)),
+            matches!(config.spawn_and_wait(true), Err(StartFailure::PortInUse)),
             "{}",
             config.log()
         );
         drop(taken);
         config.port = port::free_port(false);
         let mut child = config
-            .spawn_and_wait()
+            .spawn_and_wait(true)
             .unwrap_or_else(|_| panic!("{}", config.log()));
         let _ = child.kill();
         let _ = child.wait();
