@@ -629,3 +629,53 @@ fn connect_says_when_a_full_server_turned_pools_away() {
     );
     assert_ne!(outcome.code, ExitCode::SUCCESS);
 }
+
+#[test]
+fn check_shows_a_pool_behind_sentinel_and_connect_reaches_its_master() {
+    let set = redplug_testkit::RedisSentinelSet::start();
+    let server = RedisServer::start();
+    let mut config = gateway(&server.addr(), "redis_at_eight");
+    config["extra_config"]["redis"]["connection_pools"][0] = json!({
+        "name": "redis_at_eight",
+        "db": 8,
+        "sentinel": { "master_name": set.master_name(), "addresses": set.sentinel_addrs() }
+    });
+    let file = config_file(&config);
+    let path = file.path().to_str().unwrap();
+
+    let (out, report) = check_json(path, &["--connect"]);
+    assert_eq!(out.code, ExitCode::SUCCESS, "{}{}", out.stdout, out.stderr);
+    let pool = &report["connections"][0];
+    assert_eq!(pool["sentinel_master"], set.master_name());
+    assert_eq!(pool["addresses"], json!(set.sentinel_addrs()));
+    assert_eq!(report["connect"][0]["ok"], true, "{}", report["connect"]);
+
+    let out = redplug(&["check", path]);
+    let line = out
+        .stdout
+        .lines()
+        .find(|line| line.contains("redis_at_eight") && line.contains("via sentinels"))
+        .unwrap_or_else(|| panic!("no sentinel pool line in:\n{}", out.stdout));
+    assert!(
+        line.contains(&format!("master `{}`", set.master_name())),
+        "{line}"
+    );
+
+    // A master name the sentinels do not know: --connect says so, naming every sentinel.
+    config["extra_config"]["redis"]["connection_pools"][0]["sentinel"]["master_name"] =
+        json!("nosuch");
+    let file = config_file(&config);
+    let (out, report) = check_json(file.path().to_str().unwrap(), &["--connect"]);
+    assert_ne!(out.code, ExitCode::SUCCESS);
+    let error = report["connect"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("no sentinel named the master `nosuch`"),
+        "{error}"
+    );
+    for addr in set.sentinel_addrs() {
+        assert!(error.contains(&addr), "{error}");
+    }
+}

@@ -7,12 +7,16 @@ use std::time::Duration;
 use redplug::NeedKind;
 use redplug::{RedisCluster, RedisPool};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
 
 use crate::cluster::ClusterEngine;
-use crate::config::{ClusterConfig, Config, PoolConfig};
+use crate::config::{
+    ClusterConfig, Config, ConnectionOptions, PoolConfig, PoolServer, SentinelConfig,
+};
 use crate::error::StartupError;
 use crate::failure;
 use crate::net::dial::Connector;
+use crate::net::sentinel::Sentinels;
 use crate::net::tls;
 use crate::pool::PoolEngine;
 use crate::pool::maintenance::{self, Limits};
@@ -24,8 +28,9 @@ pub(crate) struct PoolEntry {
     pub(crate) config: PoolConfig,
     pub(crate) slot: Arc<Slot<PoolEngine>>,
     pub(crate) engine: Arc<PoolEngine>,
-    /// Stopped when the entry goes (a reload replaced or removed the pool).
-    _maintenance: Maintenance,
+    /// Stopped when the entry goes (a reload replaced or removed the pool); shared with the
+    /// entry that takes over when only the credentials change.
+    _maintenance: Arc<Maintenance>,
 }
 
 /// One configured cluster: its config, the slot its handles point at, and the engine in it.
@@ -71,6 +76,9 @@ pub(crate) struct Staged {
     cluster_swaps: Vec<(Arc<Slot<ClusterEngine>>, Arc<ClusterEngine>)>,
     /// Engines built here (added and rebuilt), to close if the reload does not go through.
     built_pools: Vec<Arc<PoolEngine>>,
+    /// Pools kept with new credentials: the engine, the new config and the old one. The new
+    /// credentials apply at [`Staged::swap_in`].
+    rotations: Vec<(Arc<PoolEngine>, PoolConfig, PoolConfig)>,
     built_clusters: Vec<Arc<ClusterEngine>>,
     pub(crate) pool_changes: Changes,
     pub(crate) cluster_changes: Changes,
@@ -81,6 +89,8 @@ pub(crate) struct Staged {
 pub(crate) struct SwappedOut {
     pub(crate) pools: Vec<(Arc<Slot<PoolEngine>>, Arc<PoolEngine>)>,
     pub(crate) clusters: Vec<(Arc<Slot<ClusterEngine>>, Arc<ClusterEngine>)>,
+    /// Pools given new credentials, with their config before.
+    rotated: Vec<(Arc<PoolEngine>, PoolConfig)>,
 }
 
 /// Builds what `config` asks for. With `previous` (a reload), a pool or cluster whose config
@@ -99,6 +109,7 @@ pub(crate) async fn stage(
         pool_swaps: Vec::new(),
         cluster_swaps: Vec::new(),
         built_pools: Vec::new(),
+        rotations: Vec::new(),
         built_clusters: Vec::new(),
         pool_changes: Changes::default(),
         cluster_changes: Changes::default(),
@@ -109,6 +120,21 @@ pub(crate) async fn stage(
             if let Some(before) = before.filter(|before| before.config == *pool) {
                 staged.pools.push(before.clone());
                 staged.pool_changes.kept.push(pool.name.clone());
+                continue;
+            }
+            if let Some(before) =
+                before.filter(|before| only_credentials_differ(&before.config, pool))
+            {
+                staged.pools.push(Arc::new(PoolEntry {
+                    config: pool.clone(),
+                    slot: before.slot.clone(),
+                    engine: before.engine.clone(),
+                    _maintenance: before._maintenance.clone(),
+                }));
+                staged
+                    .rotations
+                    .push((before.engine.clone(), pool.clone(), before.config.clone()));
+                staged.pool_changes.credentials.push(pool.name.clone());
                 continue;
             }
             let engine = build_pool(pool).await?;
@@ -131,7 +157,7 @@ pub(crate) async fn stage(
                 config: pool.clone(),
                 slot,
                 engine,
-                _maintenance: Maintenance(maintenance),
+                _maintenance: Arc::new(Maintenance(maintenance)),
             }));
         }
         for cluster in &config.redis.clusters {
@@ -201,9 +227,18 @@ pub(crate) async fn stage(
 }
 
 impl Staged {
-    /// Puts every rebuilt engine in its slot; hands back the engines taken out.
+    /// Puts every rebuilt engine in its slot and gives kept pools their new credentials; hands
+    /// back the engines taken out.
     pub(crate) fn swap_in(&self) -> SwappedOut {
+        for (engine, new, _) in &self.rotations {
+            set_credentials(engine, new);
+        }
         SwappedOut {
+            rotated: self
+                .rotations
+                .iter()
+                .map(|(engine, _, old)| (engine.clone(), old.clone()))
+                .collect(),
             pools: self
                 .pool_swaps
                 .iter()
@@ -245,7 +280,26 @@ impl SwappedOut {
         for (slot, engine) in self.clusters {
             slot.swap(engine);
         }
+        for (engine, old) in self.rotated {
+            set_credentials(&engine, &old);
+        }
     }
+}
+
+/// Whether two configs of one pool differ in `user_name` or `password` alone.
+fn only_credentials_differ(before: &PoolConfig, after: &PoolConfig) -> bool {
+    let mut same = before.clone();
+    same.options.user_name = after.options.user_name.clone();
+    same.options.password = after.options.password.clone();
+    same == *after
+}
+
+fn set_credentials(engine: &PoolEngine, config: &PoolConfig) {
+    let options = &config.options;
+    engine.set_credentials(
+        options.user_name.as_ref().map(|user| user.expose()),
+        options.password.as_ref().map(|password| password.expose()),
+    );
 }
 
 /// Publishes a cluster's connection gauges once a second while it is open.
@@ -271,18 +325,33 @@ async fn build_pool(config: &PoolConfig) -> Result<Arc<PoolEngine>, StartupError
         name: config.name.clone(),
         source,
     })?;
-    let connector = Connector::new(
-        failure::pool(&config.name).into(),
-        config.address.clone(),
-        config.db,
-        &config.options,
-        tls,
-    );
+    let owner: Arc<str> = failure::pool(&config.name).into();
+    let connector = match &config.server {
+        PoolServer::Address(address) => {
+            Connector::new(owner, address.clone(), config.db, &config.options, tls)
+        }
+        PoolServer::Sentinel(sentinel) => {
+            let sentinels = sentinels(config, sentinel, &owner, tls.as_ref())?;
+            Connector::to_master(owner, sentinels, config.db, &config.options, tls)
+        }
+    };
     let engine = PoolEngine::new(config, connector).map_err(|message| StartupError::Setup {
         kind: NeedKind::Pool,
         name: config.name.clone(),
         message,
     })?;
+    if let Some(sentinels) = engine.sentinels() {
+        // Follows `+switch-master` until the pool closes.
+        let weak = Arc::downgrade(&engine);
+        tokio::spawn(sentinels.watch(
+            move |master| {
+                if let Some(engine) = weak.upgrade() {
+                    engine.follow_master(master);
+                }
+            },
+            engine.closing(),
+        ));
+    }
     if config.options.min_idle_conns > 0
         && let Err(source) = maintenance::top_up(&engine, config.options.min_idle_conns).await
     {
@@ -294,6 +363,45 @@ async fn build_pool(config: &PoolConfig) -> Result<Arc<PoolEngine>, StartupError
         });
     }
     Ok(engine)
+}
+
+/// The sentinels of a pool behind Sentinel: their own credentials, and their own TLS or else the
+/// pool's (`pool_tls`).
+fn sentinels(
+    config: &PoolConfig,
+    sentinel: &SentinelConfig,
+    owner: &Arc<str>,
+    pool_tls: Option<&TlsConnector>,
+) -> Result<Arc<Sentinels>, StartupError> {
+    let tls = match &sentinel.tls {
+        Some(own) => tls::connector(Some(own)).map_err(|source| StartupError::Tls {
+            kind: NeedKind::Pool,
+            name: config.name.clone(),
+            source,
+        })?,
+        None => pool_tls.cloned(),
+    };
+    let options = ConnectionOptions {
+        user_name: sentinel.user_name.clone(),
+        password: sentinel.password.clone(),
+        client_name: None,
+        ..config.options.clone()
+    };
+    let connectors = sentinel
+        .addresses
+        .iter()
+        .map(|address| {
+            let connector =
+                Connector::new(owner.clone(), address.clone(), 0, &options, tls.clone());
+            (address.clone(), connector)
+        })
+        .collect();
+    Ok(Arc::new(Sentinels::new(
+        owner.clone(),
+        &sentinel.master_name,
+        connectors,
+        config.options.dial_timeout,
+    )))
 }
 
 /// How long an engine swapped out by a reload may keep serving what was already running on

@@ -146,6 +146,20 @@ impl UnknownPlugin {
     }
 }
 
+/// A pool asked for by name that the runtime's config does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no pool named `{}` in the config; the pools are: {}",
+    shown(name),
+    if pools.is_empty() { "none".to_owned() } else { pools.join(", ") }
+)]
+pub struct UnknownPool {
+    /// The name asked for.
+    pub name: String,
+    /// Every configured pool.
+    pub pools: Vec<String>,
+}
+
 struct UnknownPlugins<'a>(&'a [UnknownPlugin]);
 
 impl fmt::Display for UnknownPlugins<'_> {

@@ -172,7 +172,7 @@ mod slot;
 mod telemetry;
 
 pub use endpoint::{Backend, Endpoint};
-pub use error::{StartupError, UnknownPlugin, UnresolvedNeed};
+pub use error::{StartupError, UnknownPlugin, UnknownPool, UnresolvedNeed};
 pub use health::{ConnectionHealth, Health, PING_TIMEOUT};
 #[cfg(feature = "tower")]
 pub use layer::{PluginLayer, PluginService};

@@ -25,12 +25,18 @@ pub struct Changes {
     pub added: Vec<String>,
     /// Gone from the config.
     pub removed: Vec<String>,
+    /// Pools whose only change was `user_name` or `password`: kept, with their open
+    /// connections, and the connections they open from now on use the new credentials.
+    pub credentials: Vec<String>,
 }
 
 impl Changes {
     /// Whether anything changed.
     pub fn changed(&self) -> bool {
-        !(self.rebuilt.is_empty() && self.added.is_empty() && self.removed.is_empty())
+        !(self.rebuilt.is_empty()
+            && self.added.is_empty()
+            && self.removed.is_empty()
+            && self.credentials.is_empty())
     }
 }
 
@@ -67,6 +73,7 @@ impl fmt::Display for ReloadReport {
                 ("rebuilt", &changes.rebuilt),
                 ("added", &changes.added),
                 ("removed", &changes.removed),
+                ("new credentials for", &changes.credentials),
             ] {
                 if !names.is_empty() {
                     write!(f, ", {verb} {}", names.join(", "))?;

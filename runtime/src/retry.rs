@@ -87,6 +87,11 @@ pub(crate) fn is_max_clients(error: &RedisError) -> bool {
 }
 
 /// Whether the connection a command failed on must be replaced before the next attempt.
+/// `READONLY`: a replica refused a write (to a pool behind Sentinel, a demoted master).
+pub(crate) fn is_read_only(error: &RedisError) -> bool {
+    matches!(error.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly))
+}
+
 pub(crate) fn breaks_connection(error: &RedisError) -> bool {
     error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Config, ConfigErrors};
 use crate::connections::{self, ClusterEntry, PoolEntry};
 use crate::endpoint::Endpoint;
-use crate::error::{StartupError, UnknownPlugin};
+use crate::error::{StartupError, UnknownPlugin, UnknownPool};
 use crate::health::Health;
 use crate::net::tls;
 use crate::registry::{self, PluginEntry, Plugins};
@@ -322,6 +322,34 @@ impl Runtime {
     /// again after one.
     pub fn endpoints(&self) -> Arc<[Endpoint]> {
         self.state().endpoints.clone()
+    }
+
+    /// Gives the pool `pool` new credentials for the data server (`user_name` and `password`
+    /// as in its config; `None` sends none): the connections it opens from now on
+    /// authenticate with them, while open connections keep their sessions, so nothing healthy
+    /// is dropped. Use it after the server's password changed (a server that answers
+    /// `WRONGPASS` to new connections stops doing so at once). They last until a reload
+    /// changes the pool's credentials in the config, which rotates them the same way.
+    pub fn set_credentials(
+        &self,
+        pool: &str,
+        user_name: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<(), UnknownPool> {
+        let state = self.state();
+        let Some(entry) = state.pools.iter().find(|entry| entry.config.name == pool) else {
+            return Err(UnknownPool {
+                name: pool.to_owned(),
+                pools: state
+                    .pools
+                    .iter()
+                    .map(|entry| entry.config.name.clone())
+                    .collect(),
+            });
+        };
+        entry.engine.set_credentials(user_name, password);
+        tracing::info!(pool, "new credentials for the pool's new connections");
+        Ok(())
     }
 
     /// Connection counts of every pool.

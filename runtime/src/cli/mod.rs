@@ -76,8 +76,9 @@
 //!
 //! - `config_errors`: every problem in the file, with its JSON path (empty for problems with the
 //!   file as a whole) and the offending value as JSON text (`null` when not shown).
-//! - `connections`: the configured pools and clusters; `db` is given for pools only. Empty when
-//!   the config has errors.
+//! - `connections`: the configured pools and clusters; `db` is given for pools only. For a pool
+//!   behind Sentinel, `sentinel_master` is the master's name and `addresses` are the sentinels.
+//!   Empty when the config has errors.
 //! - `runs`: `service` is true for a plugin no endpoint or backend lists (it runs once, at the
 //!   service level); otherwise `places` counts the listings, each its own instance.
 //! - `endpoints`: every endpoint in file order, with the chain of the endpoint and of each
@@ -111,7 +112,7 @@ use serde::Serialize;
 use futures_util::StreamExt;
 
 use crate::config::text::{invisible_difference, shown};
-use crate::config::{self, Config, ConfigErrors, RedisConfig, ScopeConfig};
+use crate::config::{self, Config, ConfigErrors, PoolServer, RedisConfig, ScopeConfig};
 use crate::error::StartupError;
 use crate::runtime::Runtime;
 use crate::{names, registry, scopes};
@@ -306,6 +307,9 @@ struct ConnectionInfo {
     addresses: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     db: Option<i64>,
+    /// For a pool behind Sentinel: the master's name; `addresses` are the sentinels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sentinel_master: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -516,14 +520,24 @@ fn connections(redis: &RedisConfig) -> Vec<ConnectionInfo> {
     let pools = redis.connection_pools.iter().map(|pool| ConnectionInfo {
         kind: NeedKind::Pool.as_str(),
         name: pool.name.clone(),
-        addresses: vec![pool.address.to_string()],
+        addresses: match &pool.server {
+            PoolServer::Address(address) => vec![address.to_string()],
+            PoolServer::Sentinel(sentinel) => {
+                sentinel.addresses.iter().map(ToString::to_string).collect()
+            }
+        },
         db: Some(pool.db),
+        sentinel_master: match &pool.server {
+            PoolServer::Address(_) => None,
+            PoolServer::Sentinel(sentinel) => Some(sentinel.master_name.clone()),
+        },
     });
     let clusters = redis.clusters.iter().map(|cluster| ConnectionInfo {
         kind: NeedKind::Cluster.as_str(),
         name: cluster.name.clone(),
         addresses: cluster.addresses.iter().map(ToString::to_string).collect(),
         db: None,
+        sentinel_master: None,
     });
     pools.chain(clusters).collect()
 }
@@ -688,7 +702,14 @@ fn render_check(report: &CheckReport) -> String {
                 [
                     c.kind.to_owned(),
                     shown(&c.name).into_owned(),
-                    c.addresses.join(", "),
+                    match &c.sentinel_master {
+                        Some(master) => format!(
+                            "master `{}` via sentinels {}",
+                            shown(master),
+                            c.addresses.join(", ")
+                        ),
+                        None => c.addresses.join(", "),
+                    },
                     db,
                 ],
             )

@@ -29,7 +29,7 @@ use redplug::{PoolStatus, PooledConnection, RedisPool};
 use tokio::task::JoinHandle;
 
 use super::dial::Dial;
-use crate::config::{Address, ConnectionOptions, PoolConfig};
+use crate::config::{Address, ConnectionOptions, PoolConfig, PoolServer};
 use crate::pool::maintenance::{self, Limits};
 use crate::pool::{PoolEngine, RESPONSE_TIMEOUT};
 use crate::retry::io_error;
@@ -447,7 +447,7 @@ impl Topology {
         }
         let config = PoolConfig {
             name: format!("{}@{address}", self.cluster),
-            address: address.clone(),
+            server: PoolServer::Address(address.clone()),
             db: 0,
             options: self.options.clone(),
         };

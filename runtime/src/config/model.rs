@@ -190,12 +190,66 @@ impl RedisConfig {
 pub struct PoolConfig {
     /// `name`: unique across pools and clusters.
     pub name: String,
-    /// `address`.
-    pub address: Address,
+    /// Where the pool's server is: `address`, or the master that `sentinel` names.
+    pub server: PoolServer,
     /// `db` (default 0).
     pub db: i64,
     /// Everything a pool shares with a cluster.
     pub options: ConnectionOptions,
+}
+
+/// Where a pool's server is: exactly one of a pool's `address` and `sentinel`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PoolServer {
+    /// `address`: one fixed server.
+    Address(Address),
+    /// `sentinel`: whichever server the sentinels name as the master, followed across
+    /// failovers.
+    Sentinel(SentinelConfig),
+}
+
+impl PoolServer {
+    /// The fixed address, for a pool that has one.
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            PoolServer::Address(address) => Some(address),
+            PoolServer::Sentinel(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for PoolServer {
+    /// `host:port`, or `master `name` via sentinels host:port, ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolServer::Address(address) => address.fmt(f),
+            PoolServer::Sentinel(sentinel) => {
+                write!(f, "master `{}` via sentinels ", sentinel.master_name)?;
+                for (i, address) in sentinel.addresses.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    address.fmt(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A pool's `sentinel` object: the Redis Sentinel group that names the pool's master.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentinelConfig {
+    /// `master_name`: the name the sentinels monitor the master under.
+    pub master_name: String,
+    /// `addresses`: the sentinels, asked in turn; at least one.
+    pub addresses: Vec<Address>,
+    /// `user_name` for the sentinels (the pool's own one is for the data nodes).
+    pub user_name: Option<Secret>,
+    /// `password` for the sentinels (the pool's own one is for the data nodes).
+    pub password: Option<Secret>,
+    /// `tls` for the sentinels; `None` uses the pool's own `tls`.
+    pub tls: Option<TlsConfig>,
 }
 
 /// One entry of `clusters[]`.

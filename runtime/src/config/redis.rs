@@ -7,7 +7,9 @@ use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use super::address::parse_address;
-use super::model::{Address, ClusterConfig, ConnectionOptions, PoolConfig, RedisConfig};
+use super::model::{
+    Address, ClusterConfig, ConnectionOptions, PoolConfig, PoolServer, RedisConfig, SentinelConfig,
+};
 use super::options::{SHARED_KEYS, read_options};
 use super::reader::{IntRange, Keys, Node, Object, Problems, quoted};
 use super::text::{describe_char, first_unprintable};
@@ -36,7 +38,7 @@ const REDIS_KEYS: Keys = Keys {
 };
 
 const POOL_KEYS: Keys = Keys {
-    known: &concat(&["name", "address", "db"], &SHARED_KEYS),
+    known: &concat::<4, 20>(&["name", "address", "sentinel", "db"], &SHARED_KEYS),
     misplaced: &[
         (
             "addresses",
@@ -54,7 +56,7 @@ const POOL_KEYS: Keys = Keys {
 };
 
 const CLUSTER_KEYS: Keys = Keys {
-    known: &concat(&["name", "addresses", "max_redirects"], &SHARED_KEYS),
+    known: &concat::<3, 19>(&["name", "addresses", "max_redirects"], &SHARED_KEYS),
     misplaced: &[
         (
             "address",
@@ -66,25 +68,53 @@ const CLUSTER_KEYS: Keys = Keys {
             "is not available on a cluster: Redis Cluster has only database 0; remove `db`, or \
              use a pool under `connection_pools` to select another database",
         ),
+        (
+            "sentinel",
+            "is a pool key: a Redis Cluster fails over by itself; define a pool behind Sentinel \
+             under `connection_pools`",
+        ),
     ],
     open: false,
     comments: false,
 };
 
-/// Joins two key lists at compile time: 3 own keys + the shared ones.
-const fn concat(own: &[&'static str; 3], shared: &[&'static str; 16]) -> [&'static str; 19] {
-    let mut all = [""; 19];
+/// Joins an entry's own keys and the shared ones at compile time; `ALL` is their sum.
+const fn concat<const OWN: usize, const ALL: usize>(
+    own: &[&'static str; OWN],
+    shared: &[&'static str; 16],
+) -> [&'static str; ALL] {
+    assert!(
+        OWN + 16 == ALL,
+        "ALL must be the number of own keys plus 16"
+    );
+    let mut all = [""; ALL];
     let mut i = 0;
-    while i < 3 {
+    while i < OWN {
         all[i] = own[i];
         i += 1;
     }
-    while i < 19 {
-        all[i] = shared[i - 3];
+    while i < ALL {
+        all[i] = shared[i - OWN];
         i += 1;
     }
     all
 }
+
+const SENTINEL_KEYS: Keys = Keys {
+    known: &["master_name", "addresses", "user_name", "password", "tls"],
+    misplaced: &[
+        (
+            "address",
+            "is not a sentinel key: list the sentinels as \"addresses\": [\"host:26379\", ...]",
+        ),
+        (
+            "db",
+            "belongs to the pool, next to `sentinel`: the database is selected on the master",
+        ),
+    ],
+    open: false,
+    comments: false,
+};
 
 /// `max_redirects`: -1 is go-redis' way to say "do not follow redirects".
 const REDIRECTS: IntRange = IntRange {
@@ -207,13 +237,25 @@ fn read_pool(
 ) -> Option<PoolConfig> {
     let obj = node.object(p, &POOL_KEYS)?;
     let name = read_name(&obj, p, names, "pool");
-    let address = obj
-        .required(
-            "address",
-            p,
-            "add the Redis server as host:port, such as \"address\": \"localhost:6379\"",
-        )
-        .and_then(|n| read_address(&n, p));
+    let server = match (obj.get("address"), obj.get("sentinel")) {
+        (Some(address), None) => read_address(&address, p).map(PoolServer::Address),
+        (None, Some(sentinel)) => read_sentinel(&sentinel, p, base).map(PoolServer::Sentinel),
+        (Some(_), Some(sentinel)) => {
+            p.add(sentinel.problem(
+                "cannot be used together with `address`: a pool either talks to one server \
+                 (`address`) or follows the master its sentinels name (`sentinel`); remove one",
+            ));
+            None
+        }
+        (None, None) => obj
+            .required(
+                "address",
+                p,
+                "add the Redis server as host:port, such as \"address\": \"localhost:6379\", \
+                 or a `sentinel` object to follow a master through Redis Sentinel",
+            )
+            .and(None),
+    };
     let db = match obj.get("db") {
         Some(n) => n.integer(p, IntRange::COUNT),
         None => Some(0),
@@ -221,9 +263,51 @@ fn read_pool(
     let options = read_options(&obj, p, base);
     Some(PoolConfig {
         name: name?,
-        address: address?,
+        server: server?,
         db: db?,
         options,
+    })
+}
+
+/// A pool's `sentinel` object.
+fn read_sentinel(node: &Node<'_>, p: &mut Problems, base: &Path) -> Option<SentinelConfig> {
+    let obj = node.object(p, &SENTINEL_KEYS)?;
+    let master_name = obj
+        .required(
+            "master_name",
+            p,
+            "name the master as the sentinels monitor it, such as \"master_name\": \"mymaster\"",
+        )
+        .and_then(|n| {
+            let name = n.string(p)?;
+            if name.is_empty() || name.chars().any(|c| !('!'..='~').contains(&c)) {
+                p.add(n.invalid(
+                    "is not a master name: write the name from the sentinels' `sentinel monitor` \
+                     line, such as \"mymaster\" (printable ASCII, no spaces)",
+                ));
+                return None;
+            }
+            Some(name.to_owned())
+        });
+    let addresses = obj
+        .required(
+            "addresses",
+            p,
+            "list the sentinels as host:port, such as \"addresses\": [\"10.0.0.5:26379\"]",
+        )
+        .and_then(|n| read_addresses(&n, p, "sentinels", "10.0.0.5:26379"));
+    let user_name = obj.get("user_name").and_then(|n| n.secret(p));
+    let password = obj.get("password").and_then(|n| n.secret(p));
+    let tls = match obj.get("tls") {
+        Some(n) => Some(super::tls::read_tls(&n, p, base)?),
+        None => None,
+    };
+    Some(SentinelConfig {
+        master_name: master_name?,
+        addresses: addresses?,
+        user_name,
+        password,
+        tls,
     })
 }
 
@@ -242,7 +326,7 @@ fn read_cluster(
             "list the cluster's seed nodes as host:port, such as \"addresses\": \
              [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]",
         )
-        .and_then(|n| read_addresses(&n, p));
+        .and_then(|n| read_addresses(&n, p, "the cluster's nodes", "10.0.0.1:6379"));
     let max_redirects = match obj.get("max_redirects") {
         Some(n) => n.integer(p, REDIRECTS).map(|v| match v {
             -1 => None,
@@ -316,22 +400,28 @@ fn read_address(node: &Node<'_>, p: &mut Problems) -> Option<Address> {
     }
 }
 
-fn read_addresses(node: &Node<'_>, p: &mut Problems) -> Option<Vec<Address>> {
+/// A list of `what` (the cluster's nodes, sentinels) as `host:port`; `example` is one.
+fn read_addresses(
+    node: &Node<'_>,
+    p: &mut Problems,
+    what: &str,
+    example: &str,
+) -> Option<Vec<Address>> {
     if node.is_string() {
         // One address where a list belongs: check it as an address first, so a URL with a
         // password in it is described without being echoed.
         if let Some(address) = read_address(node, p) {
             p.add(node.invalid(format!(
-                "is a single address, but `addresses` is a list of nodes; write [\"{address}\"]"
+                "is a single address, but `addresses` is a list of {what}; write [\"{address}\"]"
             )));
         }
         return None;
     }
     let items = node.array(p)?;
     if items.is_empty() {
-        p.add(node.invalid(
-            "is empty; list at least one of the cluster's nodes, such as [\"10.0.0.1:6379\"]",
-        ));
+        p.add(node.invalid(format!(
+            "is empty; list at least one of {what}, such as [\"{example}\"]"
+        )));
         return None;
     }
     let addresses: Vec<Option<Address>> = items.iter().map(|n| read_address(n, p)).collect();

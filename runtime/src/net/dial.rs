@@ -15,7 +15,10 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
+use arc_swap::ArcSwap;
+
 use super::coalesce::{Backlog, Coalescing, Transport};
+use super::sentinel::Sentinels;
 use super::tls;
 use crate::config::{Address, ConnectionOptions};
 use crate::retry::{RetryPolicy, io_error, is_max_clients};
@@ -42,8 +45,11 @@ pub(crate) const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 pub(crate) struct Connector {
     /// The pool or cluster this connector belongs to, for error messages.
     owner: Arc<str>,
-    address: Address,
-    info: RedisConnectionInfo,
+    target: Target,
+    db: i64,
+    /// Credentials and database for the handshake; replaced by [`Connector::set_credentials`],
+    /// shared by every clone.
+    info: Arc<ArcSwap<RedisConnectionInfo>>,
     client_name: Option<String>,
     dial_timeout: Duration,
     tls: Option<TlsConnector>,
@@ -55,6 +61,31 @@ pub(crate) struct Connector {
     gate: Arc<DialGate>,
 }
 
+/// Where a connector's server is.
+#[derive(Clone)]
+enum Target {
+    /// One fixed address.
+    Fixed(Address),
+    /// Whichever server the sentinels name as the master, asked on every dial.
+    Master(Arc<Sentinels>),
+}
+
+/// The handshake's credentials and database.
+fn connection_info(
+    db: i64,
+    user_name: Option<&str>,
+    password: Option<&str>,
+) -> RedisConnectionInfo {
+    let mut info = RedisConnectionInfo::default().set_db(db);
+    if let Some(user) = user_name {
+        info = info.set_username(user);
+    }
+    if let Some(password) = password {
+        info = info.set_password(password);
+    }
+    info
+}
+
 impl Connector {
     /// A connector for `address` with the credentials, name and TLS of `options`.
     pub(crate) fn new(
@@ -64,17 +95,38 @@ impl Connector {
         options: &ConnectionOptions,
         tls: Option<TlsConnector>,
     ) -> Self {
-        let mut info = RedisConnectionInfo::default().set_db(db);
-        if let Some(user) = &options.user_name {
-            info = info.set_username(user.expose());
-        }
-        if let Some(password) = &options.password {
-            info = info.set_password(password.expose());
-        }
+        Self::to(owner, Target::Fixed(address), db, options, tls)
+    }
+
+    /// A connector for the master that `sentinels` name, asked on every dial and checked with
+    /// `ROLE` before use.
+    pub(crate) fn to_master(
+        owner: Arc<str>,
+        sentinels: Arc<Sentinels>,
+        db: i64,
+        options: &ConnectionOptions,
+        tls: Option<TlsConnector>,
+    ) -> Self {
+        Self::to(owner, Target::Master(sentinels), db, options, tls)
+    }
+
+    fn to(
+        owner: Arc<str>,
+        target: Target,
+        db: i64,
+        options: &ConnectionOptions,
+        tls: Option<TlsConnector>,
+    ) -> Self {
+        let info = connection_info(
+            db,
+            options.user_name.as_ref().map(|user| user.expose()),
+            options.password.as_ref().map(|password| password.expose()),
+        );
         Self {
             owner,
-            address,
-            info,
+            target,
+            db,
+            info: Arc::new(ArcSwap::from_pointee(info)),
             client_name: options.client_name.clone(),
             dial_timeout: options.dial_timeout,
             tls,
@@ -99,6 +151,23 @@ impl Connector {
         self
     }
 
+    /// The sentinels this connector follows the master through, if it does.
+    pub(crate) fn sentinels(&self) -> Option<&Arc<Sentinels>> {
+        match &self.target {
+            Target::Fixed(_) => None,
+            Target::Master(sentinels) => Some(sentinels),
+        }
+    }
+
+    /// Makes the connections opened from now on authenticate with `user_name` and `password`
+    /// (on every clone of this connector); open connections keep the session they have. The
+    /// next dial goes out at once, even if the old credentials were just refused.
+    pub(crate) fn set_credentials(&self, user_name: Option<&str>, password: Option<&str>) {
+        self.info
+            .store(Arc::new(connection_info(self.db, user_name, password)));
+        self.gate.opened();
+    }
+
     /// Opens and sets up one connection, failing after `dial_timeout`.
     ///
     /// After the server turned a dial away, the next dial waits out a backoff (see
@@ -107,8 +176,18 @@ impl Connector {
         if let Some(error) = self.gate.refusal() {
             return Err(error);
         }
+        let address = match &self.target {
+            Target::Fixed(address) => address.clone(),
+            Target::Master(sentinels) => sentinels.master().await?,
+        };
+        self.connect_to(&address).await
+    }
+
+    /// [`Connector::connect`] to `address`, with no sentinel asked (which is how sentinels
+    /// themselves are dialed).
+    pub(crate) async fn connect_to(&self, address: &Address) -> RedisResult<Connection> {
         let mut reached = false;
-        let result = self.dial(&mut reached).await;
+        let result = self.dial(address, &mut reached).await;
         match &result {
             Ok(_) => self.gate.opened(),
             // Only a server that took the connection and then refused it is spared: a closed
@@ -120,9 +199,9 @@ impl Connector {
     }
 
     /// One dial; sets `reached` once the TCP connection is up.
-    async fn dial(&self, reached: &mut bool) -> RedisResult<Connection> {
+    async fn dial(&self, address: &Address, reached: &mut bool) -> RedisResult<Connection> {
         let started = Instant::now();
-        let dial = self.connect_unbounded(reached);
+        let dial = self.connect_unbounded(address, reached);
         match tokio::time::timeout(self.dial_timeout, dial).await {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(error)) => {
@@ -131,25 +210,29 @@ impl Connector {
                     && !error.is_timeout();
                 let reason = if hung_up {
                     let budget = self.dial_timeout.saturating_sub(started.elapsed());
-                    self.refusal(budget).await
+                    self.refusal(address, budget).await
                 } else {
                     None
                 };
-                Err(self.describe(error, reason))
+                Err(self.describe(address, error, reason))
             }
             Err(_) => Err(io_error(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{}: connecting to {} took longer than dial_timeout ({:?}); check that the \
-                     server is up and reachable, or raise `dial_timeout`",
-                    self.owner, self.address, self.dial_timeout
+                    "{}: connecting to {address} took longer than dial_timeout ({:?}); check \
+                     that the server is up and reachable, or raise `dial_timeout`",
+                    self.owner, self.dial_timeout
                 ),
             )),
         }
     }
 
-    async fn connect_unbounded(&self, reached: &mut bool) -> RedisResult<Connection> {
-        let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
+    async fn connect_unbounded(
+        &self,
+        address: &Address,
+        reached: &mut bool,
+    ) -> RedisResult<Connection> {
+        let tcp = TcpStream::connect((address.host.as_str(), address.port)).await?;
         *reached = true;
         keep_alive(&tcp)?;
         // Set for the handshake; from then on the stream decides per batch (`crate::coalesce`).
@@ -157,7 +240,7 @@ impl Connector {
         let backlog = Arc::new(Backlog::default());
         let (mut conn, driver) = match &self.tls {
             Some(connector) => {
-                let name = tls::server_name(&self.address.host)
+                let name = tls::server_name(&address.host)
                     .map_err(|message| io_error(io::ErrorKind::InvalidInput, message))?;
                 let stream = connector.connect(name, tcp).await?;
                 self.handshake(stream, backlog.clone()).await?
@@ -190,6 +273,9 @@ impl Connector {
             });
         }
         let driver = DriverGuard(abort);
+        if let Target::Master(sentinels) = &self.target {
+            sentinels.check_role(&mut conn, address).await?;
+        }
         if let Some(name) = &self.client_name {
             redis::cmd("CLIENT")
                 .arg("SETNAME")
@@ -199,10 +285,46 @@ impl Connector {
         }
         Ok(Connection {
             conn,
+            address: address.clone(),
             ended,
             backlog,
             _driver: Arc::new(driver),
         })
+    }
+
+    /// A pub/sub connection to this connector's fixed address (a sentinel), within
+    /// `dial_timeout`.
+    pub(crate) async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        let Target::Fixed(address) = &self.target else {
+            return Err(io_error(
+                io::ErrorKind::InvalidInput,
+                format!("{}: pub/sub goes to a fixed address", self.owner),
+            ));
+        };
+        let open = async {
+            let tcp = TcpStream::connect((address.host.as_str(), address.port)).await?;
+            keep_alive(&tcp)?;
+            let stream: Box<dyn Stream> = match &self.tls {
+                Some(connector) => {
+                    let name = tls::server_name(&address.host)
+                        .map_err(|message| io_error(io::ErrorKind::InvalidInput, message))?;
+                    Box::new(connector.connect(name, tcp).await?)
+                }
+                None => Box::new(tcp),
+            };
+            let info = self.info.load_full();
+            redis::aio::PubSub::new(&info, stream).await
+        };
+        match tokio::time::timeout(self.dial_timeout, open).await {
+            Ok(result) => result.map_err(|error| self.describe(address, error, None)),
+            Err(_) => Err(io_error(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{}: subscribing at {address} took longer than dial_timeout ({:?})",
+                    self.owner, self.dial_timeout
+                ),
+            )),
+        }
     }
 
     /// redis-rs' handshake (`HELLO`/`AUTH`, `SELECT`) over `stream`, which from then on
@@ -221,8 +343,9 @@ impl Connector {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
+        let info = self.info.load_full();
         let (conn, driver) = MultiplexedConnection::new_with_config(
-            &self.info,
+            &info,
             Coalescing::new(stream, backlog, self.reply_timeout),
             config,
         )
@@ -234,12 +357,12 @@ impl Connector {
     /// `maxclients` limit (or in protected mode) writes its reason and closes, and the reply
     /// to our handshake, already sent, is then a bare reset. One more connection that only
     /// listens reads the reason. Not for TLS, where the reason would come inside the session.
-    async fn refusal(&self, budget: Duration) -> Option<String> {
+    async fn refusal(&self, address: &Address, budget: Duration) -> Option<String> {
         if self.tls.is_some() {
             return None;
         }
         let listen = async {
-            let address = (self.address.host.as_str(), self.address.port);
+            let address = (address.host.as_str(), address.port);
             let mut tcp = TcpStream::connect(address).await.ok()?;
             let mut reply = [0u8; 256];
             let read = tcp.read(&mut reply).await.ok()?;
@@ -254,7 +377,12 @@ impl Connector {
             .flatten()
     }
 
-    fn describe(&self, error: RedisError, refusal: Option<String>) -> RedisError {
+    fn describe(
+        &self,
+        address: &Address,
+        error: RedisError,
+        refusal: Option<String>,
+    ) -> RedisError {
         let kind = match error.kind() {
             redis::ErrorKind::Io => io_kind(&error),
             _ => io::ErrorKind::Other,
@@ -272,7 +400,7 @@ impl Connector {
                 kind,
                 format!(
                     "{}: {} refused the connection: {reason} ({error}){hint}",
-                    self.owner, self.address
+                    self.owner, address
                 ),
             );
         }
@@ -288,7 +416,7 @@ impl Connector {
                 "connection setup failed",
                 format!(
                     "{}: {} rejected the credentials{said}; check `user_name` and `password`",
-                    self.owner, self.address
+                    self.owner, address
                 ),
             ));
         }
@@ -307,7 +435,7 @@ impl Connector {
                 "connection setup failed",
                 format!(
                     "{}: {} refused the connection: {error}{hint}",
-                    self.owner, self.address
+                    self.owner, address
                 ),
             ));
         }
@@ -315,7 +443,7 @@ impl Connector {
             kind,
             format!(
                 "{}: cannot connect to {}: {error}{hint}",
-                self.owner, self.address
+                self.owner, address
             ),
         )
     }
@@ -441,12 +569,19 @@ pub(crate) fn is_auth_failure(error: &RedisError) -> bool {
         || error.to_string().contains("WRONGPASS")
 }
 
+/// A byte stream a pub/sub connection runs on: TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
 /// One open connection and the task that drives its socket. Dropping the last clone stops the
 /// task and closes the socket.
 #[derive(Clone)]
 pub(crate) struct Connection {
     /// The multiplexed connection; clones share the socket.
     pub conn: MultiplexedConnection,
+    /// The server it reaches.
+    address: Address,
     /// Set when the socket's driver task ends. Cheaper to read on every command than the
     /// task's own state, which the driver rewrites on every wake-up.
     ended: Arc<AtomicBool>,
@@ -456,6 +591,11 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// The server this connection reaches.
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
     /// True once the socket's driver task ended: the server closed the connection or it broke.
     pub(crate) fn is_closed(&self) -> bool {
         self.ended.load(Ordering::Acquire)

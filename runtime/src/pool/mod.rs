@@ -26,7 +26,7 @@ use redplug::{PoolStatus, PooledConnection};
 use crate::config::PoolConfig;
 use crate::failure::{self, LastError, Waited};
 use crate::net::dial::{Connection, Connector};
-use crate::retry::{RetryPolicy, breaks_connection, io_error, is_retryable};
+use crate::retry::{RetryPolicy, breaks_connection, io_error, is_read_only, is_retryable};
 use crate::telemetry::{Server, Telemetry};
 use exclusive::PoolCheckout;
 use lane::Lane;
@@ -62,6 +62,15 @@ impl managed::Manager for Manager {
         {
             return Err(RecycleError::message(reason));
         }
+        if let Some(sentinels) = self.connector.sentinels()
+            && sentinels
+                .named()
+                .is_some_and(|master| *master != *connection.address())
+        {
+            return Err(RecycleError::message(
+                "the sentinels name another server as the master",
+            ));
+        }
         let mut conn = connection.conn.clone();
         conn.set_response_timeout(self.verify_timeout);
         // UNWATCH drops any WATCH a previous user left behind; PING proves the socket works.
@@ -93,6 +102,8 @@ pub(crate) struct PoolEngine {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The last command failure and when it happened, for health reports.
     last_error: LastError,
+    /// The pool follows a master through Sentinel: `READONLY` means the master was demoted.
+    follows_master: bool,
 }
 
 impl PoolEngine {
@@ -101,6 +112,7 @@ impl PoolEngine {
     pub(crate) fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
         let options = &config.options;
         let (shutdown, closing) = tokio::sync::watch::channel(false);
+        let follows_master = connector.sentinels().is_some();
         let manager = Manager {
             connector: connector
                 .closing_on(closing)
@@ -120,12 +132,13 @@ impl PoolEngine {
             .map_err(|error| error.to_string())?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         Ok(Arc::new(Self {
+            // A pool behind Sentinel has no one address; its spans name none.
             telemetry: Telemetry::new(
                 name.clone(),
                 &options.opentelemetry,
-                Some(Server {
-                    address: Arc::from(config.address.host.as_str()),
-                    port: config.address.port,
+                config.server.address().map(|address| Server {
+                    address: Arc::from(address.host.as_str()),
+                    port: address.port,
                     db: Some(config.db),
                 }),
             ),
@@ -138,6 +151,7 @@ impl PoolEngine {
             closed: AtomicBool::new(false),
             shutdown,
             last_error: LastError::default(),
+            follows_master,
         }))
     }
 
@@ -186,6 +200,40 @@ impl PoolEngine {
     /// Whether [`PoolEngine::close`] ran.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// The sentinels this pool follows its master through, if it does.
+    pub(crate) fn sentinels(&self) -> Option<Arc<crate::net::sentinel::Sentinels>> {
+        self.pool.manager().connector.sentinels().cloned()
+    }
+
+    /// Turns true when the pool closes.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Makes connections opened from now on authenticate with new credentials; open
+    /// connections keep their sessions (see [`Connector::set_credentials`]).
+    pub(crate) fn set_credentials(&self, user_name: Option<&str>, password: Option<&str>) {
+        self.pool
+            .manager()
+            .connector
+            .set_credentials(user_name, password);
+    }
+
+    /// The sentinels named `master` as the master: drops the shared lane and the idle
+    /// connections that reach another server, and exclusive connections in use are not taken
+    /// back when they are returned (see [`Manager`]). Commands in flight on the old lane finish
+    /// or fail there, and are retried on the new master by the usual rules.
+    pub(crate) fn follow_master(&self, master: &crate::config::Address) {
+        if let Some(lane) = self.lane.current.load_full()
+            && lane.link.address() != master
+        {
+            self.invalidate(&lane);
+        }
+        let _dropped = self
+            .pool
+            .retain(|connection, _| connection.address() == master);
     }
 
     fn shut_down(&self) -> RedisError {
@@ -243,7 +291,10 @@ impl PoolEngine {
                     match result {
                         Ok(value) => return Ok(value),
                         Err(error) => {
-                            if breaks_connection(&error) {
+                            if breaks_connection(&error)
+                                || (self.follows_master && is_read_only(&error))
+                            {
+                                // A demoted master keeps its connections but refuses writes.
                                 self.invalidate(&lane);
                             }
                             if backlog.timed_out() {
@@ -397,16 +448,19 @@ mod tests {
     fn a_command_future_does_not_carry_the_dial_path() {
         let config = PoolConfig {
             name: "sizes".into(),
-            address: crate::config::Address {
+            server: crate::config::PoolServer::Address(crate::config::Address {
                 host: "127.0.0.1".into(),
                 port: 6379,
-            },
+            }),
             db: 0,
             options: crate::config::ConnectionOptions::default(),
         };
         let connector = Connector::new(
             config.name.as_str().into(),
-            config.address.clone(),
+            crate::config::Address {
+                host: "127.0.0.1".into(),
+                port: 6379,
+            },
             0,
             &config.options,
             None,

@@ -5,6 +5,7 @@ mod hostile;
 mod keys;
 mod names;
 mod secrets;
+mod sentinel;
 mod tls;
 
 use serde_json::{Value, json};
@@ -142,7 +143,7 @@ fn reads_ours_from_a_full_krakend_file_and_ignores_the_rest() {
     let pools = &config.redis.connection_pools;
     assert_eq!(pools.len(), 2);
     assert_eq!(pools[0].name, "shared_redis_pool");
-    assert_eq!(pools[0].address.to_string(), "192.168.1.45:6379");
+    assert_eq!(pools[0].server.to_string(), "192.168.1.45:6379");
     assert_eq!(pools[1].db, 2);
     let cluster = &config.redis.clusters[0];
     assert_eq!(cluster.name, "shared_redis_cluster");
