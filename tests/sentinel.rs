@@ -499,3 +499,100 @@ async fn credentials_rotate_without_dropping_healthy_connections() {
     .await;
     runtime.shutdown().await;
 }
+
+/// Every log line of this test binary at INFO and above, from the first call on: a global
+/// subscriber, since the pool's watcher task runs on any worker thread.
+fn global_logs() -> &'static support::Logs {
+    static LOGS: std::sync::OnceLock<support::Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = support::Logs::default();
+        // Another subscriber set first would only hide the lines this test waits for.
+        let _ = tracing::subscriber::set_global_default(support::log_subscriber(
+            &logs,
+            tracing::Level::INFO,
+        ));
+        logs
+    })
+}
+
+/// Whether a client of the sentinel at `i` is subscribed to a channel.
+async fn has_subscriber(set: &RedisSentinelSet, i: usize) -> bool {
+    support::client_list(set.sentinel(i))
+        .await
+        .iter()
+        .any(|line| support::client_field(line, "sub").is_some_and(|n| n != "0"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_announcement_still_arrives_after_the_watched_sentinel_dies() {
+    let logs = global_logs();
+    let set = RedisSentinelSet::start();
+    let (runtime, redis) = start(pool_entry(&set, json!({}), json!({}))).await;
+    let first = set.master();
+    let _: i64 = redis.clone().incr("counter", 1).await.expect("INCR");
+
+    // The pool's watcher subscribes on the first sentinel; that sentinel dies.
+    wait_for_async(
+        "a subscription on sentinel 0",
+        Duration::from_secs(10),
+        || async {
+            if has_subscriber(&set, 0).await {
+                Ok(())
+            } else {
+                Err("none yet")
+            }
+        },
+    )
+    .await;
+    blocking(|| set.sentinel(0).stop());
+    let watched = wait_for_async(
+        "the subscription to move to another sentinel",
+        Duration::from_secs(10),
+        || async {
+            for i in 1..set.sentinel_addrs().len() {
+                if has_subscriber(&set, i).await {
+                    return Ok(i);
+                }
+            }
+            Err("no sentinel has a subscriber")
+        },
+    )
+    .await;
+    println!("the watcher moved to sentinel {watched}");
+
+    // A failover with no command running: only the announcement can tell the pool.
+    let mut sentinel = set.sentinel(watched).async_conn().await;
+    let (): () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(set.master_name())
+        .query_async(&mut sentinel)
+        .await
+        .expect("SENTINEL FAILOVER");
+    let promoted = blocking(|| set.wait_for_failover(first, Duration::from_secs(20)));
+    let new = format!("new={}", set.nodes()[promoted].addr());
+    let line = wait_for_async(
+        "the pool to log the announced switch",
+        Duration::from_secs(10),
+        || async {
+            logs.text()
+                .lines()
+                .find(|line| {
+                    line.contains("the sentinels switched the master") && line.contains(&new)
+                })
+                .map(str::to_owned)
+                .ok_or("not logged yet")
+        },
+    )
+    .await;
+    println!("{line}");
+    let value: i64 = redis
+        .clone()
+        .incr("counter", 1)
+        .await
+        .expect("INCR on the new master");
+    assert_eq!(
+        value, 2,
+        "the write went to the promoted node, which has the first one"
+    );
+    runtime.shutdown().await;
+}
