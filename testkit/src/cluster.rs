@@ -5,6 +5,7 @@ use std::fmt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::admin;
 use crate::binary::{self, REDIS_CLI};
 use crate::server::{RedisServer, RedisServerBuilder};
 use crate::wait::{try_wait_for, wait_for_async};
@@ -290,20 +291,20 @@ impl RedisCluster {
         let mut first: Option<(String, Topology)> = None;
         for node in running {
             let addr = node.addr();
-            let mut con = connect(node)?;
-            let info: String = query(&mut con, &["CLUSTER", "INFO"])?;
-            let state = field(&info, "cluster_state").unwrap_or("?");
+            let mut con = admin::connect(node, Duration::from_secs(1))?;
+            let info: String = admin::query(&mut con, &["CLUSTER", "INFO"])?;
+            let state = admin::field(&info, "cluster_state").unwrap_or("?");
             if state != "ok" {
                 return Err(format!("{addr} reports cluster_state:{state}"));
             }
-            let known = field(&info, "cluster_known_nodes").unwrap_or("?");
+            let known = admin::field(&info, "cluster_known_nodes").unwrap_or("?");
             if known != self.nodes.len().to_string() {
                 return Err(format!(
                     "{addr} knows {known} of {} nodes",
                     self.nodes.len()
                 ));
             }
-            let view = parse_nodes(&query::<String>(&mut con, &["CLUSTER", "NODES"])?);
+            let view = parse_nodes(&admin::query::<String>(&mut con, &["CLUSTER", "NODES"])?);
             if let Some(down) = view.iter().find(|n| {
                 n.is_master()
                     && !n.slots.is_empty()
@@ -325,8 +326,8 @@ impl RedisCluster {
             }
             let myself = view.iter().find(|n| n.flags.iter().any(|f| f == "myself"));
             if myself.is_some_and(|n| !n.is_master()) {
-                let replication: String = query(&mut con, &["INFO", "replication"])?;
-                let link = field(&replication, "master_link_status").unwrap_or("?");
+                let replication: String = admin::query(&mut con, &["INFO", "replication"])?;
+                let link = admin::field(&replication, "master_link_status").unwrap_or("?");
                 if link != "up" {
                     return Err(format!("replica {addr} has master_link_status:{link}"));
                 }
@@ -339,7 +340,8 @@ impl RedisCluster {
     fn view(&self) -> Result<Vec<NodeLine>, String> {
         let mut last = "no node is running".to_owned();
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            match connect(node).and_then(|mut con| query::<String>(&mut con, &["CLUSTER", "NODES"]))
+            match admin::connect(node, Duration::from_secs(1))
+                .and_then(|mut con| admin::query::<String>(&mut con, &["CLUSTER", "NODES"]))
             {
                 Ok(text) => return Ok(parse_nodes(&text)),
                 Err(e) => last = e,
@@ -361,7 +363,8 @@ impl RedisCluster {
                 out.push_str(&format!("-- {addr}: stopped\n"));
                 continue;
             }
-            match connect(node).and_then(|mut con| query::<String>(&mut con, &["CLUSTER", "NODES"]))
+            match admin::connect(node, Duration::from_secs(1))
+                .and_then(|mut con| admin::query::<String>(&mut con, &["CLUSTER", "NODES"]))
             {
                 Ok(text) => out.push_str(&format!("-- {addr} sees:\n{text}")),
                 Err(e) => out.push_str(&format!("-- {addr}: {e}\n")),
@@ -377,38 +380,6 @@ impl fmt::Debug for RedisCluster {
             .field("nodes", &self.addrs())
             .finish()
     }
-}
-
-fn connect(node: &RedisServer) -> Result<redis::Connection, String> {
-    let timeout = Duration::from_secs(1);
-    let con = node
-        .client()
-        .get_connection_with_timeout(timeout)
-        .map_err(|e| format!("{}: {e}", node.addr()))?;
-    con.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    con.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    Ok(con)
-}
-
-fn query<T: redis::FromRedisValue>(
-    con: &mut redis::Connection,
-    words: &[&str],
-) -> Result<T, String> {
-    let mut cmd = redis::cmd(words[0]);
-    for word in &words[1..] {
-        cmd.arg(*word);
-    }
-    cmd.query(con)
-        .map_err(|e| format!("{}: {e}", words.join(" ")))
-}
-
-/// The value of `name:` in an `INFO`-style reply.
-fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
 }
 
 /// What one node believes about the cluster, in a comparable form.

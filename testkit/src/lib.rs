@@ -135,6 +135,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod admin;
 mod binary;
 mod cluster;
 #[cfg(feature = "plugin")]

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
+use crate::admin;
 use crate::port::HOST;
 use crate::server::RedisServer;
 use crate::wait::try_wait_for;
@@ -320,8 +321,8 @@ impl RedisSentinelSet {
 
     /// `SENTINEL GET-MASTER-ADDR-BY-NAME` as `"ip:port"`.
     fn master_addr_by(&self, sentinel: &RedisServer) -> Result<String, String> {
-        let (ip, port): (String, u16) = query(
-            &mut connect(sentinel)?,
+        let (ip, port): (String, u16) = admin::query(
+            &mut admin::connect(sentinel, QUERY_TIMEOUT)?,
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.master_name],
         )
         .map_err(|e| format!("sentinel {}: {e}", sentinel.addr()))?;
@@ -339,10 +340,10 @@ impl RedisSentinelSet {
             if named != master {
                 return Err(format!("sentinel {me} names {named}, not {master}"));
             }
-            let mut con = connect(sentinel)?;
+            let mut con = admin::connect(sentinel, QUERY_TIMEOUT)?;
             let seen = |kind: &str, con: &mut redis::Connection| {
                 let entries: Vec<HashMap<String, String>> =
-                    query(con, &["SENTINEL", kind, &self.master_name])
+                    admin::query(con, &["SENTINEL", kind, &self.master_name])
                         .map_err(|e| format!("sentinel {me}: {e}"))?;
                 Ok::<_, String>(
                     entries
@@ -388,7 +389,7 @@ impl RedisSentinelSet {
     /// The first word of node `i`'s `ROLE`: `master`, `slave`.
     fn role(&self, i: usize) -> Result<String, String> {
         let node = &self.nodes[i];
-        let role: redis::Value = query(&mut connect(node)?, &["ROLE"])
+        let role: redis::Value = admin::query(&mut admin::connect(node, QUERY_TIMEOUT)?, &["ROLE"])
             .map_err(|e| format!("node {i} ({}): {e}", node.addr()))?;
         match role {
             redis::Value::Array(items) => match items.first() {
@@ -441,8 +442,11 @@ impl fmt::Debug for RedisSentinelSet {
 fn wait_until_synced(nodes: &[RedisServer]) {
     for replica in &nodes[1..] {
         let synced = try_wait_for(READY_TIMEOUT, || {
-            let info: String = query(&mut connect(replica)?, &["INFO", "replication"])?;
-            match field(&info, "master_link_status") {
+            let info: String = admin::query(
+                &mut admin::connect(replica, QUERY_TIMEOUT)?,
+                &["INFO", "replication"],
+            )?;
+            match admin::field(&info, "master_link_status") {
                 Some("up") => Ok(()),
                 status => Err(format!("master_link_status:{}", status.unwrap_or("?"))),
             }
@@ -464,37 +468,6 @@ fn is_healthy(flags: &str) -> bool {
     !flags
         .split(',')
         .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
-}
-
-fn connect(server: &RedisServer) -> Result<redis::Connection, String> {
-    let con = server
-        .client()
-        .get_connection_with_timeout(QUERY_TIMEOUT)
-        .map_err(|e| format!("{}: {e}", server.addr()))?;
-    con.set_read_timeout(Some(QUERY_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    con.set_write_timeout(Some(QUERY_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    Ok(con)
-}
-
-fn query<T: redis::FromRedisValue>(
-    con: &mut redis::Connection,
-    words: &[&str],
-) -> Result<T, String> {
-    let mut cmd = redis::cmd(words[0]);
-    for word in &words[1..] {
-        cmd.arg(*word);
-    }
-    cmd.query(con)
-        .map_err(|e| format!("{}: {e}", words.join(" ")))
-}
-
-/// The value of `name:` in an `INFO`-style reply.
-fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
 }
 
 #[cfg(test)]
