@@ -596,3 +596,67 @@ async fn the_switch_announcement_still_arrives_after_the_watched_sentinel_dies()
     );
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_applies_to_the_sentinels_unless_they_have_their_own() {
+    let set = RedisSentinelSet::builder()
+        .tls(redplug_testkit::ClientAuth::Required)
+        .start();
+    let files = set.tls().expect("a TLS set").clone();
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 temp path").to_owned();
+    let tls = |ca: &std::path::Path| {
+        json!({
+            "ca_certs": [path(ca)],
+            "client_certs": [{ "certificate": path(&files.client_cert), "private_key": path(&files.client_key) }],
+            "disable_system_ca_pool": true,
+        })
+    };
+    let (good, wrong) = (tls(&files.ca_cert), tls(&files.other_ca_cert));
+
+    // The pool's `tls` reaches the sentinels and the master.
+    let (runtime, redis) = start(pool_entry(&set, json!({}), json!({"tls": good}))).await;
+    let value: i64 = redis
+        .clone()
+        .incr("counter", 1)
+        .await
+        .expect("INCR over TLS");
+    assert_eq!(value, 1);
+    runtime.shutdown().await;
+
+    // The sentinel object's own `tls` is used for the sentinels: with a CA that did not sign
+    // their certificates, no sentinel answers, though the pool's own `tls` is right...
+    let (runtime, redis) = start(pool_entry(
+        &set,
+        json!({"tls": wrong}),
+        json!({"tls": good, "max_retries": -1}),
+    ))
+    .await;
+    let error = redis
+        .clone()
+        .incr::<_, _, i64>("counter", 1)
+        .await
+        .expect_err("the sentinels' certificates are not trusted")
+        .to_string();
+    println!("{error}");
+    assert!(error.contains("no sentinel named the master"), "{error}");
+    runtime.shutdown().await;
+
+    // ... and with the right one for the sentinels, only the master's certificate fails.
+    let (runtime, redis) = start(pool_entry(
+        &set,
+        json!({"tls": good}),
+        json!({"tls": wrong, "max_retries": -1}),
+    ))
+    .await;
+    let error = redis
+        .clone()
+        .incr::<_, _, i64>("counter", 1)
+        .await
+        .expect_err("the master's certificate is not trusted")
+        .to_string();
+    println!("{error}");
+    assert!(!error.contains("no sentinel named the master"), "{error}");
+    let master = set.nodes()[set.master()].addr();
+    assert!(error.contains(&master), "{master} missing: {error}");
+    runtime.shutdown().await;
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::admin;
 use crate::port::HOST;
 use crate::server::RedisServer;
+use crate::tls::{ClientAuth, TlsFiles};
 use crate::wait::try_wait_for;
 
 /// How long replicas get to sync, and sentinels to learn the whole set, in `start`.
@@ -36,9 +37,19 @@ pub struct RedisSentinelBuilder {
     sentinel_password: Option<String>,
     down_after: Duration,
     failover_timeout: Duration,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: Option<ClientAuth>,
 }
 
 impl RedisSentinelBuilder {
+    /// Serves TLS only, on every data node and sentinel, with certificates from one CA (see
+    /// [`RedisSentinelSet::tls`]); replication and the sentinels' own connections use TLS too.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, client_auth: ClientAuth) -> Self {
+        self.tls = Some(client_auth);
+        self
+    }
+
     /// The name the sentinels monitor the master under (default `"mymaster"`).
     pub fn master_name(mut self, name: impl Into<String>) -> Self {
         self.master_name = name.into();
@@ -102,9 +113,24 @@ impl RedisSentinelBuilder {
             self.master_name
         );
 
+        #[cfg(feature = "tls")]
+        let tls = self.tls.map(|auth| {
+            let dir = tempfile::Builder::new()
+                .prefix("redplug-sentinel-tls-")
+                .tempdir()
+                .expect("create a temp dir for the set's certificates");
+            let files = TlsFiles::generate(dir.path());
+            (dir, auth, files)
+        });
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<(tempfile::TempDir, ClientAuth, TlsFiles)> = None;
         let mut node = RedisServer::builder().masterauth();
         if let Some(password) = &self.password {
             node = node.password(password);
+        }
+        #[cfg(feature = "tls")]
+        if let Some((_, auth, files)) = &tls {
+            node = node.tls(*auth).tls_files(files.clone());
         }
         let master = node.clone().start();
         let replica_of = format!("{HOST} {}", master.port());
@@ -118,6 +144,10 @@ impl RedisSentinelBuilder {
         if let Some(password) = &self.sentinel_password {
             sentinel = sentinel.password(password);
         }
+        #[cfg(feature = "tls")]
+        if let Some((_, auth, files)) = &tls {
+            sentinel = sentinel.tls(*auth).tls_files(files.clone());
+        }
         let sentinels: Vec<RedisServer> = (0..self.sentinels)
             .map(|_| sentinel.clone().start())
             .collect();
@@ -126,6 +156,7 @@ impl RedisSentinelBuilder {
             sentinels,
             nodes,
             master_name: self.master_name,
+            tls: tls.map(|(dir, _, files)| (dir, files)),
         };
         if let Err(reason) = try_wait_for(READY_TIMEOUT, || set.check_monitoring()) {
             set.fail(&format!(
@@ -211,6 +242,8 @@ pub struct RedisSentinelSet {
     sentinels: Vec<RedisServer>,
     nodes: Vec<RedisServer>,
     master_name: String,
+    /// The certificates every process of a TLS set uses, and the directory holding them.
+    tls: Option<(tempfile::TempDir, TlsFiles)>,
 }
 
 impl RedisSentinelSet {
@@ -229,7 +262,14 @@ impl RedisSentinelSet {
             sentinel_password: None,
             down_after: Duration::from_millis(1000),
             failover_timeout: Duration::from_millis(3000),
+            tls: None,
         }
+    }
+
+    /// The certificates of a TLS set (see [`RedisSentinelBuilder::tls`]): one CA for every
+    /// process, a server certificate for `127.0.0.1`, and a client certificate.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(_, files)| files)
     }
 
     /// The name the sentinels know the master by, as clients ask for it.

@@ -51,6 +51,9 @@ pub struct RedisServerBuilder {
     cluster: bool,
     masterauth: bool,
     sentinel: Option<Vec<Vec<String>>>,
+    /// TLS files shared with other servers (one CA for a whole set), instead of its own.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls_files: Option<TlsFiles>,
     args: Vec<OsString>,
 }
 
@@ -102,6 +105,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Uses `files` (one CA for a whole replicated set) rather than certificates of its own,
+    /// with `tls` (used by [`RedisSentinelSet`](crate::RedisSentinelSet)).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_files(mut self, files: TlsFiles) -> Self {
+        self.tls_files = Some(files);
+        self
+    }
+
     /// Runs `redis-server --sentinel` instead of a data server, with these config lines
     /// (`sentinel monitor …` and the like) after the harness' own (used by
     /// [`RedisSentinelSet`](crate::RedisSentinelSet)).
@@ -122,7 +133,12 @@ impl RedisServerBuilder {
             .tempdir()
             .expect("create a temp dir for redis-server");
         #[cfg(feature = "tls")]
-        let tls = self.tls.map(|auth| (auth, TlsFiles::generate(dir.path())));
+        let tls = self.tls.map(|auth| {
+            let files = self
+                .tls_files
+                .unwrap_or_else(|| TlsFiles::generate(dir.path()));
+            (auth, files)
+        });
         #[cfg(not(feature = "tls"))]
         let tls: Option<(ClientAuth, TlsFiles)> = None;
         let mut config = Config {
@@ -590,7 +606,22 @@ impl Config {
         if let Some(sentinel) = &self.sentinel {
             // A sentinel keeps no data: only where it listens, who may talk to it, and what it
             // monitors.
-            set(&["port", &port]);
+            match &self.tls {
+                Some((auth, files)) => {
+                    set(&["port", "0"]);
+                    set(&["tls-port", &port]);
+                    set(&["tls-cert-file", &path_str(&files.server_cert)]);
+                    set(&["tls-key-file", &path_str(&files.server_key)]);
+                    set(&["tls-ca-cert-file", &path_str(&files.ca_cert)]);
+                    set(&["tls-auth-clients", auth.redis_value()]);
+                    // Its connections to the data nodes and the other sentinels use TLS too,
+                    // with the client certificate.
+                    set(&["tls-replication", "yes"]);
+                    set(&["tls-client-cert-file", &path_str(&files.client_cert)]);
+                    set(&["tls-client-key-file", &path_str(&files.client_key)]);
+                }
+                None => set(&["port", &port]),
+            }
             if let Some(password) = &self.password {
                 set(&["requirepass", password]);
             }
@@ -618,6 +649,13 @@ impl Config {
                 set(&["tls-key-file", &path_str(&files.server_key)]);
                 set(&["tls-ca-cert-file", &path_str(&files.ca_cert)]);
                 set(&["tls-auth-clients", auth.redis_value()]);
+                if self.masterauth {
+                    // A node of a replicated set: replication goes over TLS, with the client
+                    // certificate.
+                    set(&["tls-replication", "yes"]);
+                    set(&["tls-client-cert-file", &path_str(&files.client_cert)]);
+                    set(&["tls-client-key-file", &path_str(&files.client_key)]);
+                }
             }
             None => set(&["port", &port]),
         }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use redplug_testkit::RedisSentinelSet;
+use redplug_testkit::{ClientAuth, RedisSentinelSet};
 
 fn query<T: redis::FromRedisValue>(
     con: &mut impl redis::ConnectionLike,
@@ -141,4 +141,19 @@ fn a_failover_that_cannot_happen_times_out_with_a_clear_message() {
     let set = RedisSentinelSet::builder().replicas(0).start();
     let killed = set.kill_master();
     set.wait_for_failover(killed, Duration::from_secs(2));
+}
+
+/// A TLS-only set: every process listens with TLS alone, replication and the sentinels' own
+/// connections use it, and the sentinels still fail the master over.
+#[test]
+fn a_tls_set_fails_over_too() {
+    let set = RedisSentinelSet::builder()
+        .tls(ClientAuth::Required)
+        .start();
+    let files = set.tls().expect("a TLS set has certificates").clone();
+    assert!(files.ca_cert.exists(), "{}", files.ca_cert.display());
+    let old = set.kill_master();
+    let new = set.wait_for_failover(old, Duration::from_secs(20));
+    assert_ne!(new, old);
+    assert_eq!(set.master(), new);
 }

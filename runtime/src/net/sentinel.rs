@@ -91,9 +91,9 @@ impl Sentinels {
         Err(io_error(
             io::ErrorKind::NotConnected,
             format!(
-                "{}: no sentinel named the master `{}` ({}); check the sentinels' `addresses`, \
-                 that they run, and that `master_name` is the name in their `sentinel monitor` \
-                 line",
+                "{}: no sentinel named the master `{}` ({}); check the sentinels' `addresses` \
+                 and that they run, the credentials and `tls` they need, and that `master_name` \
+                 is the name in their `sentinel monitor` line",
                 self.owner,
                 self.master_name,
                 failures.join("; ")
