@@ -64,6 +64,21 @@ async fn start(entry: Value) -> (Runtime, RedisPool) {
     (runtime, redis)
 }
 
+/// The error of one `INCR` through a runtime started with `entry`, which must fail (`why`),
+/// printed for the test log.
+async fn incr_error(entry: Value, why: &str) -> String {
+    let (runtime, redis) = start(entry).await;
+    let error = redis
+        .clone()
+        .incr::<_, _, i64>("counter", 1)
+        .await
+        .expect_err(why)
+        .to_string();
+    println!("{error}");
+    runtime.shutdown().await;
+    error
+}
+
 /// What the load saw: every call's start, end and outcome.
 #[derive(Default)]
 struct Calls {
@@ -290,19 +305,8 @@ async fn no_sentinel_naming_the_master_is_a_clear_error() {
     let set = RedisSentinelSet::start();
     let addrs = set.sentinel_addrs();
 
-    let (runtime, redis) = start(pool_entry(
-        &set,
-        json!({"master_name": "nosuch"}),
-        json!({}),
-    ))
-    .await;
-    let error = redis
-        .clone()
-        .incr::<_, _, i64>("counter", 1)
-        .await
-        .expect_err("no master is named `nosuch`")
-        .to_string();
-    println!("{error}");
+    let entry = pool_entry(&set, json!({"master_name": "nosuch"}), json!({}));
+    let error = incr_error(entry, "no master is named `nosuch`").await;
     assert!(error.contains(&format!("pool `{POOL}`")), "{error}");
     assert!(
         error.contains("no sentinel named the master `nosuch`"),
@@ -314,25 +318,16 @@ async fn no_sentinel_naming_the_master_is_a_clear_error() {
             "{error}"
         );
     }
-    runtime.shutdown().await;
 
     for i in 0..addrs.len() {
         blocking(|| set.sentinel(i).stop());
     }
-    let (runtime, redis) = start(pool_entry(
+    let entry = pool_entry(
         &set,
         json!({}),
         json!({"dial_timeout": "1s", "max_retries": -1}),
-    ))
-    .await;
-    let started = Instant::now();
-    let error = redis
-        .clone()
-        .incr::<_, _, i64>("counter", 1)
-        .await
-        .expect_err("every sentinel is down")
-        .to_string();
-    println!("{error} ({:?})", started.elapsed());
+    );
+    let error = incr_error(entry, "every sentinel is down").await;
     assert!(
         error.contains(&format!(
             "no sentinel named the master `{}`",
@@ -344,7 +339,6 @@ async fn no_sentinel_naming_the_master_is_a_clear_error() {
         assert!(error.contains(addr.as_str()), "{addr} missing: {error}");
     }
     assert!(error.contains("refused"), "{error}");
-    runtime.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,16 +367,8 @@ async fn sentinels_and_data_nodes_have_their_own_credentials() {
         json!({"password": "data-secret"}),
         json!({"password": "data-secret", "max_retries": -1}),
     );
-    let (runtime, redis) = start(entry).await;
-    let error = redis
-        .clone()
-        .incr::<_, _, i64>("counter", 1)
-        .await
-        .expect_err("the sentinels refuse the wrong password")
-        .to_string();
-    println!("{error}");
+    let error = incr_error(entry, "the sentinels refuse the wrong password").await;
     assert!(error.contains("credentials"), "{error}");
-    runtime.shutdown().await;
 }
 
 /// Closes every client connection but `admin`'s own (the kit's `kill_clients` would log in
@@ -625,38 +611,22 @@ async fn tls_applies_to_the_sentinels_unless_they_have_their_own() {
 
     // The sentinel object's own `tls` is used for the sentinels: with a CA that did not sign
     // their certificates, no sentinel answers, though the pool's own `tls` is right...
-    let (runtime, redis) = start(pool_entry(
+    let entry = pool_entry(
         &set,
         json!({"tls": wrong}),
         json!({"tls": good, "max_retries": -1}),
-    ))
-    .await;
-    let error = redis
-        .clone()
-        .incr::<_, _, i64>("counter", 1)
-        .await
-        .expect_err("the sentinels' certificates are not trusted")
-        .to_string();
-    println!("{error}");
+    );
+    let error = incr_error(entry, "the sentinels' certificates are not trusted").await;
     assert!(error.contains("no sentinel named the master"), "{error}");
-    runtime.shutdown().await;
 
     // ... and with the right one for the sentinels, only the master's certificate fails.
-    let (runtime, redis) = start(pool_entry(
+    let entry = pool_entry(
         &set,
         json!({"tls": good}),
         json!({"tls": wrong, "max_retries": -1}),
-    ))
-    .await;
-    let error = redis
-        .clone()
-        .incr::<_, _, i64>("counter", 1)
-        .await
-        .expect_err("the master's certificate is not trusted")
-        .to_string();
-    println!("{error}");
+    );
+    let error = incr_error(entry, "the master's certificate is not trusted").await;
     assert!(!error.contains("no sentinel named the master"), "{error}");
     let master = set.nodes()[set.master()].addr();
     assert!(error.contains(&master), "{master} missing: {error}");
-    runtime.shutdown().await;
 }
