@@ -596,7 +596,6 @@ impl Config {
         let mut set = |words: &[&str]| {
             lines.push(words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" "))
         };
-        let port = self.port.to_string();
         let dir = path_str(self.dir.path());
         let log = path_str(&self.log_path());
         set(&["bind", "127.0.0.1"]);
@@ -606,21 +605,9 @@ impl Config {
         if let Some(sentinel) = &self.sentinel {
             // A sentinel keeps no data: only where it listens, who may talk to it, and what it
             // monitors.
-            match &self.tls {
-                Some((auth, files)) => {
-                    set(&["port", "0"]);
-                    set(&["tls-port", &port]);
-                    set(&["tls-cert-file", &path_str(&files.server_cert)]);
-                    set(&["tls-key-file", &path_str(&files.server_key)]);
-                    set(&["tls-ca-cert-file", &path_str(&files.ca_cert)]);
-                    set(&["tls-auth-clients", auth.redis_value()]);
-                    // Its connections to the data nodes and the other sentinels use TLS too,
-                    // with the client certificate.
-                    set(&["tls-replication", "yes"]);
-                    set(&["tls-client-cert-file", &path_str(&files.client_cert)]);
-                    set(&["tls-client-key-file", &path_str(&files.client_key)]);
-                }
-                None => set(&["port", &port]),
+            // Its connections to the data nodes and the other sentinels use TLS too.
+            for words in self.listen_conf(true) {
+                set(&words.iter().map(String::as_str).collect::<Vec<_>>());
             }
             if let Some(password) = &self.password {
                 set(&["requirepass", password]);
@@ -641,23 +628,9 @@ impl Config {
         } else {
             set(&["appendonly", "no"]);
         }
-        match &self.tls {
-            Some((auth, files)) => {
-                set(&["port", "0"]);
-                set(&["tls-port", &port]);
-                set(&["tls-cert-file", &path_str(&files.server_cert)]);
-                set(&["tls-key-file", &path_str(&files.server_key)]);
-                set(&["tls-ca-cert-file", &path_str(&files.ca_cert)]);
-                set(&["tls-auth-clients", auth.redis_value()]);
-                if self.masterauth {
-                    // A node of a replicated set: replication goes over TLS, with the client
-                    // certificate.
-                    set(&["tls-replication", "yes"]);
-                    set(&["tls-client-cert-file", &path_str(&files.client_cert)]);
-                    set(&["tls-client-key-file", &path_str(&files.client_key)]);
-                }
-            }
-            None => set(&["port", &port]),
+        // A node of a replicated set replicates over TLS too.
+        for words in self.listen_conf(self.masterauth) {
+            set(&words.iter().map(String::as_str).collect::<Vec<_>>());
         }
         if let Some(password) = &self.password {
             set(&["requirepass", password]);
@@ -685,6 +658,31 @@ impl Config {
             set(&["cluster-replica-validity-factor", "0"]);
         }
         lines.join("\n") + "\n"
+    }
+
+    /// Where the server listens: `port`, or with TLS only `tls-port` with its certificates.
+    /// With `outgoing`, the connections it makes itself (replication, a sentinel's) use TLS
+    /// and the client certificate too.
+    fn listen_conf(&self, outgoing: bool) -> Vec<Vec<String>> {
+        let port = self.port.to_string();
+        let Some((auth, files)) = &self.tls else {
+            return vec![vec!["port".into(), port]];
+        };
+        let line = |key: &str, value: String| vec![key.to_owned(), value];
+        let mut lines = vec![
+            line("port", "0".into()),
+            line("tls-port", port),
+            line("tls-cert-file", path_str(&files.server_cert)),
+            line("tls-key-file", path_str(&files.server_key)),
+            line("tls-ca-cert-file", path_str(&files.ca_cert)),
+            line("tls-auth-clients", auth.redis_value().into()),
+        ];
+        if outgoing {
+            lines.push(line("tls-replication", "yes".into()));
+            lines.push(line("tls-client-cert-file", path_str(&files.client_cert)));
+            lines.push(line("tls-client-key-file", path_str(&files.client_key)));
+        }
+        lines
     }
 
     /// Starts the process; `fresh` on a first start, not on a restart.
