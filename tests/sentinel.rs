@@ -79,40 +79,69 @@ async fn incr_error(entry: Value, why: &str) -> String {
     error
 }
 
-/// What the load saw: every call's start, end and outcome.
-#[derive(Default)]
-struct Calls {
-    calls: Vec<(Instant, Instant, Result<i64, String>)>,
+/// One call of the load: when it started and ended, and its outcome.
+type Call = (Instant, Instant, Result<i64, String>);
+
+/// `TASKS` tasks calling `INCR counter` one call after another, until [`Traffic::stop`].
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// `TASKS` tasks calling `INCR counter` until `stop`.
-fn load(
-    redis: &RedisPool,
-    stop: &Arc<AtomicBool>,
-) -> (Arc<Mutex<Calls>>, Vec<tokio::task::JoinHandle<()>>) {
-    let calls = Arc::new(Mutex::new(Calls::default()));
-    let tasks = (0..TASKS)
-        .map(|_| {
-            let (mut redis, stop, calls) = (redis.clone(), stop.clone(), calls.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let outcome: Result<i64, String> =
-                        redis.incr("counter", 1).await.map_err(|e| e.to_string());
-                    let failed = outcome.is_err();
-                    calls.lock().unwrap_or_else(|e| e.into_inner()).calls.push((
-                        started,
-                        Instant::now(),
-                        outcome,
-                    ));
-                    if failed {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+impl Traffic {
+    fn start(redis: &RedisPool) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..TASKS)
+            .map(|_| {
+                let (mut redis, stop, calls) = (redis.clone(), stop.clone(), calls.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let outcome: Result<i64, String> =
+                            redis.incr("counter", 1).await.map_err(|e| e.to_string());
+                        let failed = outcome.is_err();
+                        calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+                            started,
+                            Instant::now(),
+                            outcome,
+                        ));
+                        if failed {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                     }
-                }
+                })
             })
-        })
+            .collect();
+        Traffic { stop, calls, tasks }
+    }
+
+    /// Stops the tasks and hands back every call they made.
+    async fn stop(self) -> Vec<Call> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("a load task panicked");
+        }
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Asserts that no call started more than a second after `failed_over_at` (the sentinels
+/// name the promoted node and it says it is the master) failed: the pool gets a second to
+/// notice.
+#[track_caller]
+fn assert_none_failed_after(calls: &[Call], failed_over_at: Instant) {
+    let settled = failed_over_at + Duration::from_secs(1);
+    let late: Vec<&String> = calls
+        .iter()
+        .filter(|(started, _, _)| *started > settled)
+        .filter_map(|(_, _, r)| r.as_ref().err())
         .collect();
-    (calls, tasks)
+    assert!(
+        late.is_empty(),
+        "calls failed after the failover: {late:#?}"
+    );
 }
 
 /// The node of `set` at index `i`, as a connection that reads database 8.
@@ -132,8 +161,7 @@ async fn incr_under_load_follows_the_master_when_it_is_killed() {
     let (runtime, redis) = start(pool_entry(&set, json!({}), json!({}))).await;
     let first = set.master();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (calls, tasks) = load(&redis, &stop);
+    let load = Traffic::start(&redis);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let killed_at = Instant::now();
@@ -147,12 +175,7 @@ async fn incr_under_load_follows_the_master_when_it_is_killed() {
     );
     // The load runs on for a while on the new master.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("a load task panicked");
-    }
-
-    let calls = std::mem::take(&mut calls.lock().unwrap_or_else(|e| e.into_inner()).calls);
+    let calls = load.stop().await;
     let acknowledged = calls.iter().filter(|(_, _, r)| r.is_ok()).count() as i64;
     let before_kill = calls
         .iter()
@@ -181,18 +204,7 @@ async fn incr_under_load_follows_the_master_when_it_is_killed() {
         resumed < Duration::from_secs(15),
         "commands resumed {resumed:?} after the kill"
     );
-    // Once the failover is over (the sentinels name the promoted node and it says it is the
-    // master), no call fails: allow the pool a second to notice.
-    let settled = failed_over_at + Duration::from_secs(1);
-    let late: Vec<&String> = calls
-        .iter()
-        .filter(|(started, _, _)| *started > settled)
-        .filter_map(|(_, _, r)| r.as_ref().err())
-        .collect();
-    assert!(
-        late.is_empty(),
-        "calls failed after the failover: {late:#?}"
-    );
+    assert_none_failed_after(&calls, failed_over_at);
 
     // What asynchronous replication lost: acknowledged increments missing on the new master.
     // (A call retried after its connection broke may have run twice, which hides as much.)
@@ -226,8 +238,7 @@ async fn a_master_demoted_while_it_runs_is_left_for_the_new_one() {
         .await
         .expect("INCR on the first master");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (calls, tasks) = load(&redis, &stop);
+    let load = Traffic::start(&redis);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The sentinels swap the roles; the old master keeps running as a replica, so only
     // `+switch-master` or its `READONLY` answers tell the pool.
@@ -246,26 +257,13 @@ async fn a_master_demoted_while_it_runs_is_left_for_the_new_one() {
         failed_over_at - switched_at
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("a load task panicked");
-    }
-    let calls = std::mem::take(&mut calls.lock().unwrap_or_else(|e| e.into_inner()).calls);
+    let calls = load.stop().await;
     let failed: Vec<&String> = calls
         .iter()
         .filter_map(|(_, _, r)| r.as_ref().err())
         .collect();
     println!("{} calls, {} failed", calls.len(), failed.len());
-    let settled = failed_over_at + Duration::from_secs(1);
-    let late: Vec<&String> = calls
-        .iter()
-        .filter(|(started, _, _)| *started > settled)
-        .filter_map(|(_, _, r)| r.as_ref().err())
-        .collect();
-    assert!(
-        late.is_empty(),
-        "calls failed after the failover: {late:#?}"
-    );
+    assert_none_failed_after(&calls, failed_over_at);
 
     // The pool's connections now reach the new master, and writes land there.
     let before: i64 = db8(&set.nodes()[promoted])
