@@ -13,6 +13,7 @@ use redplug::{PoolStatus, PooledConnection, RedisCluster, RedisPool};
 
 use crate::cluster::ClusterEngine;
 use crate::pool::PoolEngine;
+use crate::telemetry::boxed_in_place;
 
 /// The engine behind one configured name.
 pub(crate) struct Slot<E> {
@@ -68,7 +69,8 @@ impl PoolBackend for Slot<PoolEngine> {
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let engine = self.engine();
-        Box::pin(async move { engine.send(cmd).await })
+        // One box for the whole command, built in place (see `telemetry::boxed_in_place`).
+        boxed_in_place(move || async move { engine.send_unboxed(cmd).await })
     }
 
     fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {

@@ -141,6 +141,44 @@ impl Telemetry {
         self.operation("PIPELINE", run)
     }
 
+    /// Runs `future`, one command's work, in its span and timed, as [`Telemetry::command`]
+    /// does, without boxing it: for a caller that boxes a larger future around it (a handle's
+    /// slot, which holds the engine for the command's whole life).
+    pub(crate) async fn observe<T, F>(&self, cmd: &Cmd, future: F) -> RedisResult<T>
+    where
+        T: Reply,
+        F: Future<Output = RedisResult<T>>,
+    {
+        let operation = command_name(cmd);
+        let span = if self.traces {
+            self.span(operation)
+        } else {
+            tracing::Span::none()
+        };
+        let timing = self.metrics.then(|| Timing {
+            telemetry: self,
+            operation,
+            started: Instant::now(),
+        });
+        // Timed inside the span, so that a failure's `error.type` lands on it.
+        let timed = async move {
+            let result = future.await;
+            if let Some(timing) = timing {
+                match &result {
+                    Ok(reply) if reply.is_error_reply() => timing.done(Some("server")),
+                    Ok(_) => timing.done(None),
+                    Err(error) => timing.done(Some(error_type(error))),
+                }
+            }
+            result
+        };
+        if span.is_disabled() {
+            timed.await
+        } else {
+            timed.instrument(span).await
+        }
+    }
+
     #[inline(always)]
     fn operation<'a, T, F>(
         &'a self,
@@ -444,7 +482,7 @@ where
 /// Allocates first and builds the future after, so that the compiler can construct it in the
 /// allocation; `Box::pin(make())` builds it on the stack and then copies it.
 #[inline(always)]
-fn boxed_in_place<'a, T, F>(make: impl FnOnce() -> F) -> RedisFuture<'a, T>
+pub(crate) fn boxed_in_place<'a, T, F>(make: impl FnOnce() -> F) -> RedisFuture<'a, T>
 where
     F: Future<Output = RedisResult<T>> + Send + 'a,
 {

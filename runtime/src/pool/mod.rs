@@ -207,6 +207,14 @@ impl PoolEngine {
         self.pool.manager().connector.sentinels().cloned()
     }
 
+    /// [`PoolBackend::send`] without its own box, for a caller that boxes around it.
+    pub(crate) async fn send_unboxed(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let attempts = self.with_retries(self.retry.max_retries, move |mut conn| async move {
+            conn.send_packed_command(cmd).await.and_then(retry_reply)
+        });
+        self.telemetry.observe(cmd, attempts).await
+    }
+
     /// Turns true when the pool closes.
     pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shutdown.subscribe()
