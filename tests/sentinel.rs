@@ -64,6 +64,14 @@ async fn start(entry: Value) -> (Runtime, RedisPool) {
     (runtime, redis)
 }
 
+/// The reply to one `INCR` through a runtime started with `entry`, which must succeed (`why`).
+async fn incr_ok(entry: Value, why: &str) -> i64 {
+    let (runtime, redis) = start(entry).await;
+    let value = redis.clone().incr("counter", 1).await.expect(why);
+    runtime.shutdown().await;
+    value
+}
+
 /// The error of one `INCR` through a runtime started with `entry`, which must fail (`why`),
 /// printed for the test log.
 async fn incr_error(entry: Value, why: &str) -> String {
@@ -350,14 +358,7 @@ async fn sentinels_and_data_nodes_have_their_own_credentials() {
         json!({"password": "sentinel-secret"}),
         json!({"password": "data-secret"}),
     );
-    let (runtime, redis) = start(entry).await;
-    let value: i64 = redis
-        .clone()
-        .incr("counter", 1)
-        .await
-        .expect("INCR through both credentials");
-    assert_eq!(value, 1);
-    runtime.shutdown().await;
+    assert_eq!(incr_ok(entry, "INCR through both credentials").await, 1);
 
     // The data password where the sentinels' belongs: the sentinels refuse, and say so.
     let entry = pool_entry(
@@ -598,14 +599,8 @@ async fn tls_applies_to_the_sentinels_unless_they_have_their_own() {
     let (good, wrong) = (tls(&files.ca_cert), tls(&files.other_ca_cert));
 
     // The pool's `tls` reaches the sentinels and the master.
-    let (runtime, redis) = start(pool_entry(&set, json!({}), json!({"tls": good}))).await;
-    let value: i64 = redis
-        .clone()
-        .incr("counter", 1)
-        .await
-        .expect("INCR over TLS");
-    assert_eq!(value, 1);
-    runtime.shutdown().await;
+    let entry = pool_entry(&set, json!({}), json!({"tls": good}));
+    assert_eq!(incr_ok(entry, "INCR over TLS").await, 1);
 
     // The sentinel object's own `tls` is used for the sentinels: with a CA that did not sign
     // their certificates, no sentinel answers, though the pool's own `tls` is right...
