@@ -5,5 +5,6 @@
 
 pub(crate) mod coalesce;
 pub(crate) mod dial;
+pub(crate) mod resp;
 pub(crate) mod sentinel;
 pub(crate) mod tls;
