@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::cluster_async::Connect;
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError,
@@ -25,6 +25,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Address, ConnectionOptions};
 use crate::net::dial::{Connection, Connector};
+use crate::net::wire::Wire;
 use crate::retry::io_error;
 use crate::telemetry::Redirects;
 
@@ -171,7 +172,7 @@ fn lookup(token: i64) -> Option<Arc<Dial>> {
 /// One connection to one cluster node, as redis-rs' cluster client holds it.
 #[derive(Clone)]
 pub(crate) struct NodeConn {
-    conn: MultiplexedConnection,
+    conn: Wire,
     /// Behind one pointer, since redis-rs moves and clones a node's connection with each
     /// command it routes.
     node: Arc<Node>,

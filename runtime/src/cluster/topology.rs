@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use super::dial::Dial;
 use crate::config::{Address, ConnectionOptions, PoolConfig, PoolServer};
+use crate::net::wire::within;
 use crate::pool::maintenance::{self, Limits};
 use crate::pool::{PoolEngine, RESPONSE_TIMEOUT};
 use crate::retry::io_error;
@@ -420,8 +421,7 @@ impl Topology {
     async fn ask_once(&self, address: &Address) -> RedisResult<SlotMap> {
         let connection = self.dial.connector(address.clone()).connect().await?;
         let mut conn = connection.conn.clone();
-        conn.set_response_timeout(RESPONSE_TIMEOUT);
-        let reply: Value = slots_cmd().query_async(&mut conn).await?;
+        let reply: Value = within(RESPONSE_TIMEOUT, slots_cmd().query_async(&mut conn)).await?;
         SlotMap::parse(reply, address)
     }
 

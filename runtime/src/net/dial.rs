@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use super::coalesce::{Backlog, Coalescing, Transport};
 use super::sentinel::Sentinels;
 use super::tls;
+use super::wire::{Handoff, Wire};
 use crate::config::{Address, ConnectionOptions};
 use crate::retry::{RetryPolicy, io_error, is_max_clients};
 
@@ -327,30 +328,40 @@ impl Connector {
         }
     }
 
-    /// redis-rs' handshake (`HELLO`/`AUTH`, `SELECT`) over `stream`, which from then on
-    /// batches its writes (see [`Coalescing`]). Returns the connection and its socket's driver.
+    /// redis-rs' handshake (`HELLO`/`AUTH`, `SELECT`) over `stream`, which is then driven by a
+    /// [`Wire`] and from then on batches its writes (see [`Coalescing`]). Returns the connection
+    /// and its socket's driver.
     async fn handshake<S>(
         &self,
         stream: S,
         backlog: Arc<Backlog>,
-    ) -> RedisResult<(MultiplexedConnection, BoxFuture<'static, ()>)>
+    ) -> RedisResult<(Wire, BoxFuture<'static, ()>)>
     where
         S: Transport + Send + 'static,
     {
-        // No per-command timeout, and never redis-rs' 500 ms default: the shared lane's
-        // commands have the stream's reply deadline, blocking commands on an exclusive
-        // connection wait as long as they must.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
         let info = self.info.load_full();
-        let (conn, driver) = MultiplexedConnection::new_with_config(
-            &info,
+        let (lent, back) = Handoff::lend(stream);
+        let (setup, setup_driver) =
+            MultiplexedConnection::new_with_config(&info, lent, config).await?;
+        // redis-rs has read every reply of its setup; dropping its connection returns the
+        // socket with nothing left unread.
+        drop((setup, setup_driver));
+        let stream = Handoff::take_back(&back).ok_or_else(|| {
+            io_error(
+                io::ErrorKind::Other,
+                format!("{}: the connection's setup kept its socket", self.owner),
+            )
+        })?;
+        // No per-command timeout: the shared lane's commands have the stream's reply deadline,
+        // blocking commands on an exclusive connection wait as long as they must.
+        let (wire, driver) = Wire::new(
             Coalescing::new(stream, backlog, self.reply_timeout),
-            config,
-        )
-        .await?;
-        Ok((conn, Box::pin(driver)))
+            info.db(),
+        );
+        Ok((wire, Box::pin(driver)))
     }
 
     /// What a server that hung up on a new connection said first. A server at its
@@ -578,8 +589,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for 
 /// task and closes the socket.
 #[derive(Clone)]
 pub(crate) struct Connection {
-    /// The multiplexed connection; clones share the socket.
-    pub conn: MultiplexedConnection,
+    /// The shared connection; clones share the socket.
+    pub conn: Wire,
     /// The server it reaches.
     address: Address,
     /// Set when the socket's driver task ends. Cheaper to read on every command than the

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 use tokio::sync::watch;
 
 use super::dial::Connector;
+use super::wire::Wire;
 use crate::config::Address;
 use crate::retry::io_error;
 
@@ -130,11 +130,7 @@ impl Sentinels {
 
     /// Fails unless the server at `address`, just dialed, says it is a master: the sentinels
     /// may have named a server that was demoted since, or that is still being promoted.
-    pub(crate) async fn check_role(
-        &self,
-        conn: &mut MultiplexedConnection,
-        address: &Address,
-    ) -> RedisResult<()> {
+    pub(crate) async fn check_role(&self, conn: &mut Wire, address: &Address) -> RedisResult<()> {
         let role: Value = redis::cmd("ROLE").query_async(conn).await?;
         let role = match &role {
             Value::Array(items) => match items.first() {

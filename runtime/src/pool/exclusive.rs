@@ -146,7 +146,7 @@ pub(super) struct PoolCheckout {
 }
 
 impl PoolCheckout {
-    fn conn(&mut self) -> RedisResult<&mut redis::aio::MultiplexedConnection> {
+    fn conn(&mut self) -> RedisResult<&mut crate::net::wire::Wire> {
         if *self.shutdown.borrow() {
             return Err(failure::shut_down(&failure::pool(&self.pool)));
         }
@@ -208,9 +208,7 @@ impl ConnectionLike for PoolCheckout {
     }
 
     fn get_db(&self) -> i64 {
-        self.object
-            .as_ref()
-            .map_or(0, |object| object.conn.get_db())
+        self.object.as_ref().map_or(0, |object| object.conn.db())
     }
 }
 

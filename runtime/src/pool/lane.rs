@@ -11,6 +11,7 @@ use redis::{Cmd, RedisError, RedisResult, Value};
 
 use super::{Manager, PoolEngine, RESPONSE_TIMEOUT};
 use crate::net::dial::Connection;
+use crate::net::wire::Wire;
 use crate::retry::{breaks_connection, io_error};
 
 /// The connection every plain command shares, replaced when it breaks or expires.
@@ -53,10 +54,10 @@ impl Default for LaneUse {
     }
 }
 
-/// The lane's connection: a checked-out pool object and a multiplexed clone of it.
+/// The lane's connection: a checked-out pool object and a clone of its shared connection.
 pub(super) struct LaneConn {
     generation: u64,
-    pub(super) conn: redis::aio::MultiplexedConnection,
+    pub(super) conn: Wire,
     /// The pool connection behind `conn`, to see that the server closed it before a command
     /// is written to it.
     pub(super) link: Connection,
@@ -164,7 +165,7 @@ impl PoolEngine {
     /// caller with a retry loop and telemetry of its own (a cluster sending a command straight
     /// to the master that serves its key).
     pub(crate) async fn lane_once(&self, cmd: &Cmd) -> RedisResult<Value> {
-        self.lane_try(|mut conn| async move { conn.send_packed_command(cmd).await })
+        self.lane_try(|conn: Wire| async move { conn.send_packed_command(cmd).await })
             .await
     }
 
@@ -175,7 +176,7 @@ impl PoolEngine {
         asking.cmd("ASKING").ignore().add_command(cmd.clone());
         let asking = &asking;
         let replies = self
-            .lane_try(|mut conn| async move { conn.send_packed_commands(asking, 1, 1).await })
+            .lane_try(|conn: Wire| async move { conn.send_packed_commands(asking, 1, 1).await })
             .await?;
         replies.into_iter().next().ok_or_else(|| {
             RedisError::from((
@@ -187,7 +188,7 @@ impl PoolEngine {
 
     async fn lane_try<T, F, Fut>(&self, attempt: F) -> RedisResult<T>
     where
-        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        F: FnOnce(Wire) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         let lane = match self.live_lane() {

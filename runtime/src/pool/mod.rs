@@ -26,6 +26,7 @@ use redplug::{PoolStatus, PooledConnection};
 use crate::config::PoolConfig;
 use crate::failure::{self, LastError, Waited};
 use crate::net::dial::{Connection, Connector};
+use crate::net::wire::{Wire, within};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_read_only, is_retryable};
 use crate::telemetry::{Server, Telemetry};
 use exclusive::PoolCheckout;
@@ -72,14 +73,10 @@ impl managed::Manager for Manager {
             ));
         }
         let mut conn = connection.conn.clone();
-        conn.set_response_timeout(self.verify_timeout);
         // UNWATCH drops any WATCH a previous user left behind; PING proves the socket works.
-        redis::pipe()
-            .cmd("UNWATCH")
-            .ignore()
-            .cmd("PING")
-            .ignore()
-            .exec_async(&mut conn)
+        let mut verify = redis::pipe();
+        verify.cmd("UNWATCH").ignore().cmd("PING").ignore();
+        within(self.verify_timeout, verify.exec_async(&mut conn))
             .await
             .map_err(RecycleError::Backend)
     }
@@ -209,7 +206,7 @@ impl PoolEngine {
 
     /// [`PoolBackend::send`] without its own box, for a caller that boxes around it.
     pub(crate) async fn send_unboxed(&self, cmd: &Cmd) -> RedisResult<Value> {
-        let attempts = self.with_retries(self.retry.max_retries, move |mut conn| async move {
+        let attempts = self.with_retries(self.retry.max_retries, move |conn: Wire| async move {
             conn.send_packed_command(cmd).await.and_then(retry_reply)
         });
         self.telemetry.observe(cmd, attempts).await
@@ -274,7 +271,7 @@ impl PoolEngine {
     /// Runs `attempt` on the lane with the pool's retry policy.
     async fn with_retries<T, F, Fut>(&self, retries: u32, mut attempt: F) -> RedisResult<T>
     where
-        F: FnMut(redis::aio::MultiplexedConnection) -> Fut,
+        F: FnMut(Wire) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let mut retry = 0;
@@ -358,7 +355,7 @@ impl PoolBackend for PoolEngine {
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.telemetry.command(cmd, move || {
-            self.with_retries(self.retry.max_retries, move |mut conn| async move {
+            self.with_retries(self.retry.max_retries, move |conn: Wire| async move {
                 conn.send_packed_command(cmd).await.and_then(retry_reply)
             })
         })
@@ -366,7 +363,7 @@ impl PoolBackend for PoolEngine {
 
     fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.telemetry.command(cmd, move || {
-            self.with_retries(0, move |mut conn| async move {
+            self.with_retries(0, move |conn: Wire| async move {
                 conn.send_packed_command(cmd).await
             })
         })
@@ -379,7 +376,7 @@ impl PoolBackend for PoolEngine {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         self.telemetry.pipeline(pipeline, move || {
-            self.with_retries(self.retry.max_retries, move |mut conn| async move {
+            self.with_retries(self.retry.max_retries, move |conn: Wire| async move {
                 conn.send_packed_commands(pipeline, offset, count)
                     .await
                     .and_then(retry_replies)
@@ -476,7 +473,7 @@ mod tests {
         let engine = PoolEngine::new(&config, connector).expect("a lazy pool builds offline");
         let cmd = redis::cmd("PING");
         let cmd = &cmd;
-        let future = engine.with_retries(3, move |mut conn| async move {
+        let future = engine.with_retries(3, move |conn: Wire| async move {
             conn.send_packed_command(cmd).await
         });
         let size = std::mem::size_of_val(&future);
