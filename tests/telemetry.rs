@@ -224,3 +224,69 @@ async fn operations_are_timed_and_failures_counted_by_kind() {
         "checkout waits"
     );
 }
+
+/// The `redis.command` spans of the pool called `pool` so far.
+fn spans_of(pool: &str) -> Vec<String> {
+    observed()
+        .spans
+        .spans()
+        .into_iter()
+        .filter(|span| span.starts_with("redis.command") && span.contains(pool))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_behind_sentinel_names_the_master_it_follows() {
+    let _ = observed();
+    let set = redplug_testkit::RedisSentinelSet::start();
+    let pool = json!({
+        "name": "sentinel_traced",
+        "db": 5,
+        "sentinel": { "master_name": set.master_name(), "addresses": set.sentinel_addrs() },
+    });
+    let config = json!({ "extra_config": { "redis": { "connection_pools": [pool] } } });
+    let runtime = redplug_runtime::Runtime::builder()
+        .only_plugins(std::iter::empty::<&str>())
+        .start_json(&config.to_string())
+        .await
+        .unwrap_or_else(|error| panic!("the runtime did not start: {error}"));
+    let redis = pool_named(&runtime, "sentinel_traced");
+    let first = set.master();
+    let _: i64 = redis.clone().incr("traced", 1).await.unwrap();
+    let names_master = |span: &String, master: usize| {
+        let port = set.nodes()[master].port();
+        span.contains("server.address=\"127.0.0.1\"")
+            && span.contains(&format!("server.port={port}"))
+            && span.contains("db.namespace=\"5\"")
+    };
+    let before = spans_of("sentinel_traced");
+    assert!(
+        before.iter().any(|span| names_master(span, first)),
+        "no span names the first master: {before:#?}"
+    );
+
+    let mut sentinel = set.sentinel(0).async_conn().await;
+    let (): () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(set.master_name())
+        .query_async(&mut sentinel)
+        .await
+        .expect("SENTINEL FAILOVER");
+    let promoted = support::blocking(|| set.wait_for_failover(first, Duration::from_secs(20)));
+    redplug_testkit::wait_for_async(
+        "a span naming the promoted master",
+        Duration::from_secs(10),
+        || async {
+            // Errors while the pool moves over are expected; only the spans matter here.
+            let _: redis::RedisResult<i64> = redis.clone().incr("traced", 1).await;
+            let spans = spans_of("sentinel_traced");
+            if spans.iter().any(|span| names_master(span, promoted)) {
+                Ok(())
+            } else {
+                Err(format!("{:#?}", spans.last()))
+            }
+        },
+    )
+    .await;
+    runtime.shutdown().await;
+}

@@ -29,17 +29,27 @@ use redplug::PoolStatus;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::TelemetryConfig;
+use crate::config::{Address, TelemetryConfig};
+use crate::net::sentinel::Sentinels;
 
 /// The label with the pool's or cluster's name, as OpenTelemetry names it.
 const POOL: &str = "db.client.connection.pool.name";
 
-/// Where a pool's commands go, for spans: `server.address`, `server.port` and the database.
-#[derive(Clone, Debug)]
-pub(crate) struct Server {
-    pub(crate) address: Arc<str>,
-    pub(crate) port: u16,
-    pub(crate) db: Option<i64>,
+/// Where a pool's commands go, for spans' `server.address` and `server.port`.
+pub(crate) enum Server {
+    /// One address, from the config.
+    Fixed(Arc<Address>),
+    /// The master the sentinels named last; none before the first answer.
+    Master(Arc<Sentinels>),
+}
+
+impl Server {
+    fn current(&self) -> Option<Arc<Address>> {
+        match self {
+            Server::Fixed(address) => Some(address.clone()),
+            Server::Master(sentinels) => sentinels.named(),
+        }
+    }
 }
 
 /// Per-pool telemetry settings, decided once at startup.
@@ -82,9 +92,14 @@ struct Durations {
 }
 
 impl Telemetry {
-    /// Telemetry for the pool or cluster called `owner`; `server` when its commands all go to
-    /// one server (a pool).
-    pub(crate) fn new(owner: Arc<str>, config: &TelemetryConfig, server: Option<Server>) -> Self {
+    /// Telemetry for the pool or cluster called `owner`; `db` and `server` when its commands
+    /// all go to one database of one server (a pool).
+    pub(crate) fn new(
+        owner: Arc<str>,
+        config: &TelemetryConfig,
+        db: Option<i64>,
+        server: Option<Server>,
+    ) -> Self {
         let rendered = config
             .traces_static_attributes
             .iter()
@@ -95,10 +110,7 @@ impl Telemetry {
             owner,
             traces: !config.disable_traces,
             metrics: !config.disable_metrics,
-            namespace: server
-                .as_ref()
-                .and_then(|server| server.db)
-                .map(|db| Arc::from(db.to_string())),
+            namespace: db.map(|db| Arc::from(db.to_string())),
             server,
             attributes: config.traces_static_attributes.clone().into(),
             rendered: rendered.into(),
@@ -213,6 +225,11 @@ impl Telemetry {
         })
     }
 
+    /// The server commands go to now, if one server takes them all.
+    fn server(&self) -> Option<Arc<Address>> {
+        self.server.as_ref().and_then(Server::current)
+    }
+
     /// The span of one operation, at INFO: `otel.name` is the operation, as OpenTelemetry
     /// names database spans.
     fn span(&self, operation: &str) -> tracing::Span {
@@ -224,8 +241,8 @@ impl Telemetry {
             db.operation.name = operation,
             db.client.connection.pool.name = %self.owner,
             db.namespace = self.namespace.as_deref(),
-            server.address = self.server.as_ref().map(|s| &*s.address),
-            server.port = self.server.as_ref().map(|s| s.port),
+            server.address = self.server().as_ref().map(|s| s.host.as_str()),
+            server.port = self.server().map(|s| s.port),
             attributes = (!self.rendered.is_empty()).then_some(&*self.rendered),
             error.type = tracing::field::Empty,
         );
@@ -518,7 +535,7 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
-            Telemetry::new("cache".into(), &config, None).record_status(&status());
+            Telemetry::new("cache".into(), &config, None, None).record_status(&status());
         });
         let mut gauges: Vec<(String, f64)> = snapshotter
             .snapshot()
@@ -581,7 +598,7 @@ mod tests {
 
     #[test]
     fn cached_duration_handles_follow_the_current_recorder() {
-        let telemetry = Telemetry::new("cache".into(), &TelemetryConfig::default(), None);
+        let telemetry = Telemetry::new("cache".into(), &TelemetryConfig::default(), None, None);
         // Recorded with no recorder installed: dropped, and the cached handles are no-ops.
         telemetry.record_duration("GET", 0.001);
         let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());

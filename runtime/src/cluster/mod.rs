@@ -197,7 +197,7 @@ impl ClusterEngine {
         );
         tracing::debug!(cluster = %name, seeds = config.addresses.len(), "cluster connected");
         Ok(Arc::new(Self {
-            telemetry: Telemetry::new(name.clone(), &options.opentelemetry, None),
+            telemetry: Telemetry::new(name.clone(), &options.opentelemetry, None, None),
             name,
             shared: ArcSwapOption::from_pointee(shared),
             exclusive,

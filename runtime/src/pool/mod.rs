@@ -109,7 +109,8 @@ impl PoolEngine {
     pub(crate) fn new(config: &PoolConfig, connector: Connector) -> Result<Arc<Self>, String> {
         let options = &config.options;
         let (shutdown, closing) = tokio::sync::watch::channel(false);
-        let follows_master = connector.sentinels().is_some();
+        let connector_sentinels = connector.sentinels().cloned();
+        let follows_master = connector_sentinels.is_some();
         let manager = Manager {
             connector: connector
                 .closing_on(closing)
@@ -129,15 +130,18 @@ impl PoolEngine {
             .map_err(|error| error.to_string())?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         Ok(Arc::new(Self {
-            // A pool behind Sentinel has no one address; its spans name none.
+            // A pool behind Sentinel names the master it follows now.
             telemetry: Telemetry::new(
                 name.clone(),
                 &options.opentelemetry,
-                config.server.address().map(|address| Server {
-                    address: Arc::from(address.host.as_str()),
-                    port: address.port,
-                    db: Some(config.db),
-                }),
+                Some(config.db),
+                match connector_sentinels {
+                    Some(sentinels) => Some(Server::Master(sentinels)),
+                    None => config
+                        .server
+                        .address()
+                        .map(|address| Server::Fixed(Arc::new(address.clone()))),
+                },
             ),
             name,
             db: config.db,
