@@ -9,7 +9,7 @@ use arc_swap::ArcSwapOption;
 use deadpool::managed::Object;
 use redis::{Cmd, RedisError, RedisResult, Value};
 
-use super::{Manager, PoolEngine, RESPONSE_TIMEOUT};
+use super::{Attempt, Command, Commands, Manager, PoolEngine, RESPONSE_TIMEOUT};
 use crate::net::dial::Connection;
 use crate::net::wire::Wire;
 use crate::retry::{breaks_connection, io_error};
@@ -165,8 +165,11 @@ impl PoolEngine {
     /// caller with a retry loop and telemetry of its own (a cluster sending a command straight
     /// to the master that serves its key).
     pub(crate) async fn lane_once(&self, cmd: &Cmd) -> RedisResult<Value> {
-        self.lane_try(|conn: Wire| async move { conn.send_packed_command(cmd).await })
-            .await
+        self.lane_try(Command {
+            cmd,
+            transient_errors: false,
+        })
+        .await
     }
 
     /// [`PoolEngine::lane_once`] for `ASKING` and then `cmd`, in one write, so that no other
@@ -174,9 +177,13 @@ impl PoolEngine {
     pub(crate) async fn lane_once_asking(&self, cmd: &Cmd) -> RedisResult<Value> {
         let mut asking = redis::pipe();
         asking.cmd("ASKING").ignore().add_command(cmd.clone());
-        let asking = &asking;
         let replies = self
-            .lane_try(|conn: Wire| async move { conn.send_packed_commands(asking, 1, 1).await })
+            .lane_try(Commands {
+                pipeline: &asking,
+                offset: 1,
+                count: 1,
+                transient_errors: false,
+            })
             .await?;
         replies.into_iter().next().ok_or_else(|| {
             RedisError::from((
@@ -186,11 +193,7 @@ impl PoolEngine {
         })
     }
 
-    async fn lane_try<T, F, Fut>(&self, attempt: F) -> RedisResult<T>
-    where
-        F: FnOnce(Wire) -> Fut,
-        Fut: std::future::Future<Output = RedisResult<T>>,
-    {
+    async fn lane_try<A: Attempt>(&self, attempt: A) -> RedisResult<A::Output> {
         let lane = match self.live_lane() {
             Some(lane) => lane,
             // Boxed, as in `with_retries`: a dial's state machine is kilobytes.
@@ -198,7 +201,7 @@ impl PoolEngine {
         };
         let backlog = lane.link.backlog();
         let in_flight = backlog.track();
-        let result = attempt(lane.conn.clone()).await;
+        let result = attempt.send(&lane.conn).await;
         drop(in_flight);
         if let Err(error) = &result {
             if breaks_connection(error) {

@@ -210,9 +210,7 @@ impl PoolEngine {
 
     /// [`PoolBackend::send`] without its own box, for a caller that boxes around it.
     pub(crate) async fn send_unboxed(&self, cmd: &Cmd) -> RedisResult<Value> {
-        let attempts = self.with_retries(self.retry.max_retries, move |conn: Wire| async move {
-            conn.send_packed_command(cmd).await.and_then(retry_reply)
-        });
+        let attempts = self.with_retries(self.retry.max_retries, Command::retried(cmd));
         self.telemetry.observe(cmd, attempts).await
     }
 
@@ -273,11 +271,7 @@ impl PoolEngine {
     }
 
     /// Runs `attempt` on the lane with the pool's retry policy.
-    async fn with_retries<T, F, Fut>(&self, retries: u32, mut attempt: F) -> RedisResult<T>
-    where
-        F: FnMut(Wire) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
+    async fn with_retries<A: Attempt>(&self, retries: u32, attempt: A) -> RedisResult<A::Output> {
         let mut retry = 0;
         loop {
             // A command holds the lane's connection until it is done: if another command
@@ -295,7 +289,7 @@ impl PoolEngine {
                 Ok(lane) => {
                     let backlog = lane.link.backlog();
                     let in_flight = backlog.track();
-                    let result = attempt(lane.conn.clone()).await;
+                    let result = attempt.send(&lane.conn).await;
                     drop(in_flight);
                     match result {
                         Ok(value) => return Ok(value),
@@ -359,17 +353,19 @@ impl PoolBackend for PoolEngine {
 
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.telemetry.command(cmd, move || {
-            self.with_retries(self.retry.max_retries, move |conn: Wire| async move {
-                conn.send_packed_command(cmd).await.and_then(retry_reply)
-            })
+            self.with_retries(self.retry.max_retries, Command::retried(cmd))
         })
     }
 
     fn send_once<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.telemetry.command(cmd, move || {
-            self.with_retries(0, move |conn: Wire| async move {
-                conn.send_packed_command(cmd).await
-            })
+            self.with_retries(
+                0,
+                Command {
+                    cmd,
+                    transient_errors: false,
+                },
+            )
         })
     }
 
@@ -380,11 +376,15 @@ impl PoolBackend for PoolEngine {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         self.telemetry.pipeline(pipeline, move || {
-            self.with_retries(self.retry.max_retries, move |conn: Wire| async move {
-                conn.send_packed_commands(pipeline, offset, count)
-                    .await
-                    .and_then(retry_replies)
-            })
+            self.with_retries(
+                self.retry.max_retries,
+                Commands {
+                    pipeline,
+                    offset,
+                    count,
+                    transient_errors: true,
+                },
+            )
         })
     }
 
@@ -419,6 +419,70 @@ impl PoolBackend for PoolEngine {
 /// redis-rs hands a command's error reply back as `Ok(Value::ServerError)`, so the retry loop
 /// would never see `LOADING`, `READONLY` and the other "not now" replies: turn those into
 /// errors. Other error replies stay values, as the caller would get them without retries.
+/// What one try sends on the lane. A trait rather than a closure so that a try borrows the
+/// lane's connection instead of cloning it (a reference count every core writes).
+pub(super) trait Attempt: Sync {
+    type Output;
+    fn send<'c>(
+        &'c self,
+        conn: &'c Wire,
+    ) -> impl Future<Output = RedisResult<Self::Output>> + Send + 'c;
+}
+
+/// One command.
+pub(super) struct Command<'a> {
+    pub(super) cmd: &'a Cmd,
+    /// Transient error replies (`LOADING`, `READONLY`, `max clients`) become errors, so that
+    /// they are retried.
+    pub(super) transient_errors: bool,
+}
+
+impl<'a> Command<'a> {
+    fn retried(cmd: &'a Cmd) -> Self {
+        Self {
+            cmd,
+            transient_errors: true,
+        }
+    }
+}
+
+impl Attempt for Command<'_> {
+    type Output = Value;
+
+    async fn send(&self, conn: &Wire) -> RedisResult<Value> {
+        let reply = conn.send_packed_command(self.cmd).await;
+        if self.transient_errors {
+            reply.and_then(retry_reply)
+        } else {
+            reply
+        }
+    }
+}
+
+/// A pipeline's replies after `offset`, `count` of them.
+pub(super) struct Commands<'a> {
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) offset: usize,
+    pub(super) count: usize,
+    /// As in [`Command`], for the first transient error among the replies.
+    pub(super) transient_errors: bool,
+}
+
+impl Attempt for Commands<'_> {
+    type Output = Vec<Value>;
+
+    async fn send(&self, conn: &Wire) -> RedisResult<Vec<Value>> {
+        let replies = conn
+            .send_packed_commands(self.pipeline, self.offset, self.count)
+            .await;
+        if self.transient_errors {
+            replies.and_then(retry_replies)
+        } else {
+            replies
+        }
+    }
+}
+
 fn retry_reply(value: Value) -> RedisResult<Value> {
     match &value {
         Value::ServerError(reply) => {
@@ -477,9 +541,7 @@ mod tests {
         let engine = PoolEngine::new(&config, connector).expect("a lazy pool builds offline");
         let cmd = redis::cmd("PING");
         let cmd = &cmd;
-        let future = engine.with_retries(3, move |conn: Wire| async move {
-            conn.send_packed_command(cmd).await
-        });
+        let future = engine.with_retries(3, Command::retried(cmd));
         let size = std::mem::size_of_val(&future);
         assert!(
             size <= 2048,
