@@ -21,8 +21,10 @@
 //!    not fit in one segment therefore goes out with `TCP_NODELAY` set, and the next small
 //!    batch clears it again; setting it flushes whatever the kernel holds.
 //!
-//! Nothing waits in user space for more commands: a write goes out as soon as the connection's
-//! driver has it (see `benches/NOTES.md` for what waiting measured).
+//! Across a network, batching happens in user space instead: the connection's driver lets the
+//! tasks a read answered queue their next commands before it writes again (see
+//! [`super::wire`]); to this host, nothing waits in user space (`benches/NOTES.md` has what
+//! waiting measured there).
 //!
 //! Connections are set up (TLS, `HELLO`, `AUTH`) with `TCP_NODELAY`, since a handshake's
 //! flights are not answered until they are complete; rule 1 starts when [`Coalescing`] takes
@@ -258,6 +260,12 @@ impl<S: Transport> Coalescing<S> {
             pushing: !nagle,
             writing: false,
         }
+    }
+
+    /// Whether small writes go through Nagle's algorithm, which batches them in the kernel
+    /// (rule 1); otherwise every write is a segment of its own.
+    pub(crate) fn batches_in_kernel(&self) -> bool {
+        self.nagle
     }
 
     /// Turns Nagle's algorithm off for a batch of `len` bytes that spans segments, and back on
