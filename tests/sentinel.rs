@@ -250,15 +250,8 @@ async fn a_master_demoted_while_it_runs_is_left_for_the_new_one() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The sentinels swap the roles; the old master keeps running as a replica, so only
     // `+switch-master` or its `READONLY` answers tell the pool.
-    let mut sentinel = set.sentinel(0).async_conn().await;
-    let (): () = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg(set.master_name())
-        .query_async(&mut sentinel)
-        .await
-        .expect("SENTINEL FAILOVER");
     let switched_at = Instant::now();
-    let promoted = blocking(|| set.wait_for_failover(first, Duration::from_secs(20)));
+    let promoted = support::manual_failover(&set, 0, first).await;
     let failed_over_at = Instant::now();
     println!(
         "manual failover to node {promoted} took {:?}",
@@ -546,14 +539,7 @@ async fn the_switch_announcement_still_arrives_after_the_watched_sentinel_dies()
     println!("the watcher moved to sentinel {watched}");
 
     // A failover with no command running: only the announcement can tell the pool.
-    let mut sentinel = set.sentinel(watched).async_conn().await;
-    let (): () = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg(set.master_name())
-        .query_async(&mut sentinel)
-        .await
-        .expect("SENTINEL FAILOVER");
-    let promoted = blocking(|| set.wait_for_failover(first, Duration::from_secs(20)));
+    let promoted = support::manual_failover(&set, watched, first).await;
     let new = format!("new={}", set.nodes()[promoted].addr());
     let line = wait_for_async(
         "the pool to log the announced switch",

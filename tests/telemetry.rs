@@ -268,14 +268,7 @@ async fn a_pool_behind_sentinel_names_the_master_it_follows() {
         "no span names the first master: {before:#?}"
     );
 
-    let mut sentinel = set.sentinel(0).async_conn().await;
-    let (): () = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg(set.master_name())
-        .query_async(&mut sentinel)
-        .await
-        .expect("SENTINEL FAILOVER");
-    let promoted = support::blocking(|| set.wait_for_failover(first, Duration::from_secs(20)));
+    let promoted = support::manual_failover(&set, 0, first).await;
     redplug_testkit::wait_for_async(
         "a span naming the promoted master",
         Duration::from_secs(10),

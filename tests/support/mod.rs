@@ -84,6 +84,24 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// Asks sentinel `via` of `set` for a failover away from the master, node `from`, and waits
+/// (up to 20 s) until another node is the master: its index. The old master keeps running, as
+/// a replica.
+pub async fn manual_failover(
+    set: &redplug_testkit::RedisSentinelSet,
+    via: usize,
+    from: usize,
+) -> usize {
+    let mut sentinel = set.sentinel(via).async_conn().await;
+    let (): () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(set.master_name())
+        .query_async(&mut sentinel)
+        .await
+        .expect("SENTINEL FAILOVER");
+    blocking(|| set.wait_for_failover(from, std::time::Duration::from_secs(20)))
+}
+
 /// Log output written where a test can read it.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
