@@ -3,8 +3,8 @@
 //!
 //! redis-rs' `MultiplexedConnection` does the same job through a bounded channel into its
 //! driver, a packed copy of every command, a `Framed` codec and a parser built from parser
-//! combinators. On a loaded shared lane that machinery was most of the client's work per
-//! command (see `benches/NOTES.md`). Here a request is written straight into the buffer the
+//! combinators. On a loaded shared lane that machinery was a large share of the client's work
+//! per command (see `benches/NOTES.md`). Here a request is written straight into the buffer the
 //! driver sends, under a short lock, together with the place its reply goes to; the driver takes
 //! the whole buffer in one swap, writes it in one call, and parses replies with
 //! [`super::resp`]. A request that finds the buffer empty wakes the driver; the others ride
@@ -15,12 +15,11 @@
 //! [`super::coalesce`]) every write is a segment of its own, which costs both ends a wake-up
 //! and the network stack's work. There the driver also **gathers after replies**: when one read
 //! answered two requests or more, the tasks it woke are about to send their next commands, so
-//! before taking the next batch the driver lets them run once (one scheduler turn, not a timer).
-//! On a veth pair at 16 tasks this took a batch from about 3 commands to 14 and the handle from
-//! 0.77× to 1.09× the best peer, with a third less CPU per command. A read that answered one
-//! request wakes one task, which has nobody to wait for, so a lone command still leaves at once.
-//! To a server on this host, Nagle's algorithm batches in the kernel and waiting measured
-//! slower (`benches/NOTES.md`).
+//! before taking the next batch the driver lets them run once (one scheduler turn, not a timer),
+//! and their commands leave in one segment. A read that answered one request wakes one task,
+//! which has nobody to wait for, so a lone command still leaves at once. To a server on this
+//! host, Nagle's algorithm batches in the kernel and waiting measured slower there
+//! (`benches/NOTES.md` has the numbers).
 //!
 //! redis-rs still opens the connection (`HELLO`/`AUTH`, `SELECT`), so setup and its errors are
 //! exactly redis-rs'; [`Handoff`] then gives the socket back for this module to drive.
