@@ -11,7 +11,6 @@ use redis::{Cmd, RedisError, RedisResult, Value};
 
 use super::{Attempt, Command, Commands, Manager, PoolEngine, RESPONSE_TIMEOUT};
 use crate::net::dial::Connection;
-use crate::net::wire::Wire;
 use crate::retry::{breaks_connection, io_error};
 
 /// The connection every plain command shares, replaced when it breaks or expires.
@@ -54,12 +53,11 @@ impl Default for LaneUse {
     }
 }
 
-/// The lane's connection: a checked-out pool object and a clone of its shared connection.
+/// The lane's connection: a checked-out pool object and a clone of it that commands use.
 pub(super) struct LaneConn {
     generation: u64,
-    pub(super) conn: Wire,
-    /// The pool connection behind `conn`, to see that the server closed it before a command
-    /// is written to it.
+    /// The pool connection: commands go through its shared connection, and its state tells
+    /// that the server closed it before a command is written to it.
     pub(super) link: Connection,
     object: std::sync::Mutex<Option<Object<Manager>>>,
     broken: AtomicBool,
@@ -136,10 +134,8 @@ impl PoolEngine {
             attempts.1 = checkout.as_ref().err().cloned();
         }
         let object = checkout?;
-        let conn = object.conn.clone();
         let lane = Arc::new(LaneConn {
             generation: self.lane.generation.fetch_add(1, Ordering::Relaxed),
-            conn,
             link: Connection::clone(&object),
             object: std::sync::Mutex::new(Some(object)),
             broken: AtomicBool::new(false),
@@ -201,7 +197,7 @@ impl PoolEngine {
         };
         let backlog = lane.link.backlog();
         let in_flight = backlog.track();
-        let result = attempt.send(&lane.conn).await;
+        let result = attempt.send(&lane.link.conn).await;
         drop(in_flight);
         if let Err(error) = &result {
             if breaks_connection(error) {

@@ -289,7 +289,7 @@ impl PoolEngine {
                 Ok(lane) => {
                     let backlog = lane.link.backlog();
                     let in_flight = backlog.track();
-                    let result = attempt.send(&lane.conn).await;
+                    let result = attempt.send(&lane.link.conn).await;
                     drop(in_flight);
                     match result {
                         Ok(value) => return Ok(value),
