@@ -296,6 +296,8 @@ impl<S: Transport> Coalescing<S> {
 /// itself is bound to (a server reached through one of this host's own interfaces).
 fn same_host(tcp: &TcpStream) -> bool {
     match (tcp.local_addr(), tcp.peer_addr()) {
+        #[cfg(test)]
+        (Ok(_), Ok(peer)) if tests::seen_as_remote(peer.port()) => false,
         (Ok(local), Ok(peer)) => is_same_host(local, peer),
         _ => false,
     }
@@ -368,7 +370,7 @@ impl<S: Transport> AsyncWrite for Coalescing<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::task::Waker;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
@@ -380,6 +382,27 @@ mod tests {
         fn tcp(&self) -> Option<&TcpStream> {
             None
         }
+    }
+
+    /// Ports of servers on this host that connections treat as across a network, for tests of
+    /// what only such connections do. Each test server has a port of its own, so marking one
+    /// does not change any other test's connections.
+    static REMOTE_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+    /// Makes connections to `port` on this host run as to another host: `TCP_NODELAY`, and
+    /// the driver gathering commands itself.
+    pub(crate) fn see_as_remote(port: u16) {
+        REMOTE_PORTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(port);
+    }
+
+    pub(super) fn seen_as_remote(port: u16) -> bool {
+        REMOTE_PORTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&port)
     }
 
     /// Drives a [`Coalescing`] stream by hand, one poll at a time.

@@ -56,6 +56,7 @@ const TURNS_PER_POLL: usize = 32;
 pub(crate) struct Wire {
     shared: Arc<Shared>,
     db: i64,
+    gather: bool,
 }
 
 struct Shared {
@@ -159,7 +160,7 @@ impl Wire {
             replies: Vec::new(),
             done: Vec::new(),
         };
-        (Self { shared, db }, driver)
+        (Self { shared, db, gather }, driver)
     }
 
     /// Sends one command and waits for its reply. A server error is a `Value::ServerError`
@@ -207,6 +208,12 @@ impl Wire {
             Value::Array(values) => Ok(values),
             value => Ok(vec![value]),
         }
+    }
+
+    /// Whether the driver gathers commands after replies: the connection runs with
+    /// `TCP_NODELAY`, so batching is ours rather than the kernel's.
+    pub(crate) fn gathers(&self) -> bool {
+        self.gather
     }
 
     /// The database this connection selected.

@@ -115,7 +115,7 @@ pub(crate) async fn run_once(engine: &PoolEngine, limits: &Limits, lane_idle: &m
         );
     }
     drop(result);
-    engine.retire_lane(limits.max_life_time, lane_idle, limits.max_idle_time);
+    engine.retire_lanes(limits.max_life_time, lane_idle, limits.max_idle_time);
     if limits.min_idle > 0
         && let Err(error) = top_up(engine, limits.min_idle).await
     {

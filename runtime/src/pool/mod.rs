@@ -4,8 +4,9 @@
 //! `max_active_conns`). Plain commands do not check a connection out per command: deadpool
 //! pings on every checkout, which would halve throughput. Instead the pool keeps one of its
 //! connections checked out as the *shared lane*, a multiplexed connection that pipelines the
-//! commands of every concurrent task on one socket. Exclusive checkouts ([`RedisPool::checkout`])
-//! take the other connections, each verified with `UNWATCH` + `PING` first.
+//! commands of every concurrent task on one socket; under load, commands spill over to a few
+//! more lanes (see [`lane`]). Exclusive checkouts ([`RedisPool::checkout`]) take the other
+//! connections, each verified with `UNWATCH` + `PING` first.
 
 pub(crate) mod exclusive;
 mod lane;
@@ -30,8 +31,8 @@ use crate::net::wire::{Wire, within};
 use crate::retry::{RetryPolicy, breaks_connection, io_error, is_read_only, is_retryable};
 use crate::telemetry::{Server, Telemetry};
 use exclusive::PoolCheckout;
-use lane::Lane;
 pub(crate) use lane::LaneUse;
+use lane::Lanes;
 
 /// How long commands on the shared lane may wait without a reply from the server: go-redis'
 /// default read timeout, renewed by every reply (see [`crate::net::coalesce`]). Blocking commands
@@ -90,7 +91,7 @@ pub(crate) struct PoolEngine {
     name: Arc<str>,
     db: i64,
     pool: Pool,
-    lane: Lane,
+    lanes: Lanes,
     retry: RetryPolicy,
     pool_timeout: Duration,
     telemetry: Telemetry,
@@ -119,6 +120,7 @@ impl PoolEngine {
             max_life_time: options.conn_max_life_time,
             verify_timeout: options.dial_timeout.min(RESPONSE_TIMEOUT),
         };
+        let lanes = Lanes::for_pool_size(options.max_connections());
         let pool = Pool::builder(manager)
             .max_size(options.max_connections())
             .wait_timeout(Some(options.pool_timeout))
@@ -146,7 +148,7 @@ impl PoolEngine {
             name,
             db: config.db,
             pool,
-            lane: Lane::default(),
+            lanes,
             retry: options.retry.into(),
             pool_timeout: options.pool_timeout,
             closed: AtomicBool::new(false),
@@ -166,11 +168,10 @@ impl PoolEngine {
     /// of it. `owners` is how many references the caller itself keeps.
     pub(crate) fn is_idle(self: &Arc<Self>, owners: usize) -> bool {
         let status = self.pool.status();
-        let lane = usize::from(self.lane.current.load().is_some());
         let exclusive = status
             .size
             .saturating_sub(status.available)
-            .saturating_sub(lane);
+            .saturating_sub(self.lanes.open());
         Arc::strong_count(self) <= owners && exclusive == 0
     }
 
@@ -193,7 +194,7 @@ impl PoolEngine {
     /// in flight and later fail with an error saying the pool is shut down.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.lane.current.store(None);
+        self.lanes.clear();
         self.pool.close();
         self.shutdown.send_replace(true);
     }
@@ -233,10 +234,10 @@ impl PoolEngine {
     /// back when they are returned (see [`Manager`]). Commands in flight on the old lane finish
     /// or fail there, and are retried on the new master by the usual rules.
     pub(crate) fn follow_master(&self, master: &crate::config::Address) {
-        if let Some(lane) = self.lane.current.load_full()
-            && lane.link.address() != master
-        {
-            self.invalidate(&lane);
+        for lane in self.lanes.current() {
+            if lane.link.address() != master {
+                self.invalidate(&lane);
+            }
         }
         let _dropped = self
             .pool
@@ -259,9 +260,14 @@ impl PoolEngine {
         self.telemetry.record_wait(started.elapsed(), timed_out);
         checkout.map_err(|error| {
             let status = self.pool.status();
+            let also = match self.lanes.open() {
+                0 => String::new(),
+                1 => " (one carries the shared command lane)".to_owned(),
+                lanes => format!(" ({lanes} carry the shared command lanes)"),
+            };
             let waited = Waited {
                 what: "connection",
-                also: " (one carries the shared command lane)",
+                also: &also,
                 pool_timeout: self.pool_timeout,
                 max_size: status.max_size,
                 waiting: status.waiting,
@@ -278,14 +284,7 @@ impl PoolEngine {
             // breaks and replaces it meanwhile, the socket stays open for the commands already
             // on it. Closing it under them would fail commands the server may have applied,
             // and their retries would apply them twice.
-            let lane = match self.live_lane() {
-                Some(lane) => Ok(lane),
-                // Boxed: a checkout may dial, and a dial's state machine is kilobytes that
-                // every command's future would otherwise carry and copy, though almost none
-                // dial.
-                None => Box::pin(self.open_lane()).await,
-            };
-            let error = match lane {
+            let error = match self.lane().await {
                 Ok(lane) => {
                     let backlog = lane.link.backlog();
                     let in_flight = backlog.track();
