@@ -23,8 +23,10 @@
 //!
 //! Across a network, batching happens in user space instead: the connection's driver lets the
 //! tasks a read answered queue their next commands before it writes again (see
-//! [`super::wire`]); to this host, nothing waits in user space (`benches/NOTES.md` has what
-//! waiting measured there).
+//! [`super::wire`]), and a busy pool spreads its commands over several connections
+//! (`pool::lane`), so that the server works through one batch while the client gathers the
+//! next. To this host, nothing waits in user space and one connection carries a pool's
+//! commands (`benches/NOTES.md` has what both measured there).
 //!
 //! Connections are set up (TLS, `HELLO`, `AUTH`) with `TCP_NODELAY`, since a handshake's
 //! flights are not answered until they are complete; rule 1 starts when [`Coalescing`] takes

@@ -187,7 +187,10 @@ impl PoolEngine {
             let too_old = max_life.is_some_and(|max| conn.created.elapsed() >= max);
             let too_idle = max_idle.is_some_and(|max| seen.since.elapsed() >= max);
             if too_old || too_idle {
-                tracing::debug!(pool = %self.name, lane = slot, too_old, too_idle, "retiring a shared connection");
+                tracing::debug!(
+                    pool = %self.name, lane = slot, too_old, too_idle,
+                    "retiring a shared connection"
+                );
                 conn.broken.store(true, Ordering::Relaxed);
                 lane.current
                     .compare_and_swap(&Some(conn.clone()), None::<Arc<LaneConn>>);
@@ -201,8 +204,11 @@ impl PoolEngine {
         let Some(first) = self.live_lane(0) else {
             return Pick::OpenFirst;
         };
+        if self.lanes.slots.len() == 1 || !first.link.conn.gathers() {
+            return Pick::Use(first);
+        }
         let mut waiting = first.link.backlog().unanswered();
-        if waiting < SPILL_AT || !first.link.conn.gathers() {
+        if waiting < SPILL_AT {
             return Pick::Use(first);
         }
         let mut least_busy = first;
@@ -265,7 +271,10 @@ impl PoolEngine {
                     u64::try_from(self.lanes.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 lane.spill_failed
                     .store(since.saturating_add(1), Ordering::Relaxed);
-                tracing::debug!(pool = %self.name, lane = slot, %error, "no connection for another shared lane; staying on the open ones");
+                tracing::debug!(
+                    pool = %self.name, lane = slot, %error,
+                    "no connection free for another shared lane; staying on the open ones"
+                );
                 busy
             }
         }
