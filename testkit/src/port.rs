@@ -68,7 +68,19 @@ mod tests {
         for _ in 0..20 {
             let port = free_port(true);
             assert!(port <= u16::MAX - CLUSTER_BUS_OFFSET);
-            assert!(TcpListener::bind((HOST, port + CLUSTER_BUS_OFFSET)).is_ok());
+            let bus = port + CLUSTER_BUS_OFFSET;
+            let reserved = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+            assert!(reserved.contains(&port) && reserved.contains(&bus));
+            drop(reserved);
+            // The other test here probes ephemeral ports at the same time and may hold the bus
+            // port for an instant, so a bind that fails is tried again before it counts.
+            let free = (0..50).any(|_| {
+                TcpListener::bind((HOST, bus)).is_ok() || {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    false
+                }
+            });
+            assert!(free, "bus port {bus} stayed in use");
         }
     }
 }
