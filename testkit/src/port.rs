@@ -74,13 +74,12 @@ mod tests {
             drop(reserved);
             // The other test here probes ephemeral ports at the same time and may hold the bus
             // port for an instant, so a bind that fails is tried again before it counts.
-            let free = (0..50).any(|_| {
-                TcpListener::bind((HOST, bus)).is_ok() || {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    false
-                }
-            });
-            assert!(free, "bus port {bus} stayed in use");
+            let mut attempts = 0;
+            while TcpListener::bind((HOST, bus)).is_err() {
+                attempts += 1;
+                assert!(attempts < 50, "bus port {bus} stayed in use");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
     }
 }
