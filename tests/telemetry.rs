@@ -286,3 +286,67 @@ async fn a_pool_behind_sentinel_names_the_master_it_follows() {
     .await;
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_command_names_the_node_that_serves_its_key() {
+    let observed = observed();
+    let cluster = redplug_testkit::RedisCluster::start(3, 0);
+    let config = json!({ "extra_config": { "redis": { "clusters": [
+        { "name": "traced_cluster", "addresses": cluster.addrs() }
+    ] } } });
+    let runtime = redplug_runtime::Runtime::builder()
+        .only_plugins(std::iter::empty::<&str>())
+        .start_json(&config.to_string())
+        .await
+        .unwrap_or_else(|error| panic!("the runtime did not start: {error}"));
+    let redis = runtime
+        .selectors()
+        .cluster("traced_cluster")
+        .unwrap_or_else(|| panic!("the cluster `traced_cluster` is configured"));
+    // One command after the other, on keys spread over the masters: the spans end in the
+    // order of the keys.
+    let keys: Vec<String> = (0..30).map(|i| format!("traced:{i}")).collect();
+    for key in &keys {
+        let _: i64 = redis.clone().incr(key, 1).await.unwrap();
+    }
+    runtime.shutdown().await;
+
+    observed.provider.force_flush().expect("flushed");
+    let exported = observed
+        .exported
+        .get_finished_spans()
+        .expect("exported spans");
+    let named: Vec<(Option<String>, Option<String>)> = exported
+        .iter()
+        .filter(|span| {
+            span.attributes.iter().any(|kv| {
+                kv.key.as_str() == "db.client.connection.pool.name"
+                    && kv.value.as_str() == "traced_cluster"
+            })
+        })
+        .map(|span| {
+            let attribute = |key: &str| {
+                span.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == key)
+                    .map(|kv| kv.value.as_str().into_owned())
+            };
+            (attribute("server.address"), attribute("server.port"))
+        })
+        .collect();
+    assert_eq!(named.len(), keys.len(), "one span per command: {named:?}");
+    let mut ports = std::collections::BTreeSet::new();
+    for (key, (address, port)) in keys.iter().zip(&named) {
+        let node = cluster.nodes()[cluster.node_for_key(key)]
+            .port()
+            .to_string();
+        assert_eq!(address.as_deref(), Some("127.0.0.1"), "{key}");
+        assert_eq!(
+            port.as_deref(),
+            Some(node.as_str()),
+            "{key}: not its node's port"
+        );
+        ports.insert(node);
+    }
+    assert_eq!(ports.len(), 3, "the keys reached every master: {ports:?}");
+}

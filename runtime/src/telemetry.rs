@@ -230,6 +230,23 @@ impl Telemetry {
         self.server.as_ref().and_then(Server::current)
     }
 
+    /// Names the node a cluster's command went to on the command's span, `node` being that
+    /// node's telemetry: a cluster's span opens before the command's slot picks its node.
+    /// Called again after a redirect, the span then names the node that answered.
+    pub(crate) fn record_node(&self, node: &Telemetry) {
+        if !self.traces {
+            return;
+        }
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return;
+        }
+        if let Some(server) = node.server() {
+            span.record("server.address", server.host.as_str());
+            span.record("server.port", server.port);
+        }
+    }
+
     /// The span of one operation, at INFO: `otel.name` is the operation, as OpenTelemetry
     /// names database spans.
     fn span(&self, operation: &str) -> tracing::Span {

@@ -130,6 +130,7 @@ impl ClusterEngine {
         let mut asking = false;
         let mut retry = 0;
         loop {
+            self.telemetry.record_node(engine.telemetry());
             let sent = if asking {
                 engine.lane_once_asking(cmd).await
             } else {
