@@ -32,6 +32,9 @@ use tracing::Instrument;
 use crate::config::{Address, TelemetryConfig};
 use crate::net::sentinel::Sentinels;
 
+/// The name of every command's span.
+const COMMAND_SPAN: &str = "redis.command";
+
 /// The label with the pool's or cluster's name, as OpenTelemetry names it.
 const POOL: &str = "db.client.connection.pool.name";
 
@@ -232,13 +235,18 @@ impl Telemetry {
 
     /// Names the node a cluster's command went to on the command's span, `node` being that
     /// node's telemetry: a cluster's span opens before the command's slot picks its node.
-    /// Called again after a redirect, the span then names the node that answered.
+    /// Called again after a redirect, the span then names the node it was redirected to.
     pub(crate) fn record_node(&self, node: &Telemetry) {
         if !self.traces {
             return;
         }
+        // With the command's span filtered out, the current span is the caller's, whose own
+        // `server.address` (an HTTP span's, say) is not ours to change.
         let span = tracing::Span::current();
-        if span.is_disabled() {
+        if span
+            .metadata()
+            .is_none_or(|span| span.name() != COMMAND_SPAN)
+        {
             return;
         }
         if let Some(server) = node.server() {
@@ -251,7 +259,7 @@ impl Telemetry {
     /// names database spans.
     fn span(&self, operation: &str) -> tracing::Span {
         let span = tracing::info_span!(
-            "redis.command",
+            COMMAND_SPAN,
             otel.name = operation,
             otel.kind = "client",
             db.system.name = "redis",
