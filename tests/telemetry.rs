@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use redis::AsyncCommands;
 use redplug_testkit::RedisServer;
 use serde_json::json;
@@ -95,26 +95,11 @@ async fn commands_are_spans_by_the_database_conventions_unless_disabled() {
     }
 
     // Exported through OpenTelemetry: named after the operation, each static attribute its own.
-    observed.provider.force_flush().expect("flushed");
-    let exported = observed
-        .exported
-        .get_finished_spans()
-        .expect("exported spans");
+    let exported = exported_of("traced_pool");
     let span = exported
-        .iter()
-        .find(|span| {
-            span.attributes.iter().any(|kv| {
-                kv.key.as_str() == "db.client.connection.pool.name"
-                    && kv.value.as_str() == "traced_pool"
-            })
-        })
-        .unwrap_or_else(|| panic!("no exported span for the pool in {exported:#?}"));
-    let attribute = |key: &str| {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.as_str().into_owned())
-    };
+        .first()
+        .unwrap_or_else(|| panic!("no exported span for the pool"));
+    let attribute = |key: &str| attribute(span, key);
     assert_eq!(span.name, "INCRBY");
     assert_eq!(attribute("db.system.name").as_deref(), Some("redis"));
     assert_eq!(attribute("team").as_deref(), Some("edge"));
@@ -225,6 +210,29 @@ async fn operations_are_timed_and_failures_counted_by_kind() {
     );
 }
 
+/// The spans OpenTelemetry exported so far for the pool or cluster called `pool`, in the order
+/// they ended.
+fn exported_of(pool: &str) -> Vec<SpanData> {
+    let observed = observed();
+    observed.provider.force_flush().expect("flushed");
+    let exported = observed
+        .exported
+        .get_finished_spans()
+        .expect("exported spans");
+    exported
+        .into_iter()
+        .filter(|span| attribute(span, "db.client.connection.pool.name").as_deref() == Some(pool))
+        .collect()
+}
+
+/// The value of `span`'s attribute `key`, as text.
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.as_str().into_owned())
+}
+
 /// The `redis.command` spans of the pool called `pool` so far.
 fn spans_of(pool: &str) -> Vec<String> {
     observed()
@@ -289,7 +297,7 @@ async fn a_pool_behind_sentinel_names_the_master_it_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_command_names_the_node_that_serves_its_key() {
-    let observed = observed();
+    let _ = observed();
     let cluster = redplug_testkit::RedisCluster::start(3, 0);
     let config = json!({ "extra_config": { "redis": { "clusters": [
         { "name": "traced_cluster", "addresses": cluster.addrs() }
@@ -311,27 +319,13 @@ async fn a_cluster_command_names_the_node_that_serves_its_key() {
     }
     runtime.shutdown().await;
 
-    observed.provider.force_flush().expect("flushed");
-    let exported = observed
-        .exported
-        .get_finished_spans()
-        .expect("exported spans");
-    let named: Vec<(Option<String>, Option<String>)> = exported
+    let named: Vec<(Option<String>, Option<String>)> = exported_of("traced_cluster")
         .iter()
-        .filter(|span| {
-            span.attributes.iter().any(|kv| {
-                kv.key.as_str() == "db.client.connection.pool.name"
-                    && kv.value.as_str() == "traced_cluster"
-            })
-        })
         .map(|span| {
-            let attribute = |key: &str| {
-                span.attributes
-                    .iter()
-                    .find(|kv| kv.key.as_str() == key)
-                    .map(|kv| kv.value.as_str().into_owned())
-            };
-            (attribute("server.address"), attribute("server.port"))
+            (
+                attribute(span, "server.address"),
+                attribute(span, "server.port"),
+            )
         })
         .collect();
     assert_eq!(named.len(), keys.len(), "one span per command: {named:?}");
