@@ -27,6 +27,7 @@
 //! cargo bench --bench throughput                       # 25 rounds of 0.25 s per row
 //! cargo bench --bench throughput -- --rounds 3 --secs 0.5
 //! cargo bench --bench throughput -- --group veth --row 2 --tasks 16   # one cell, for perf
+//! cargo bench --bench throughput -- --group loopback --row 2,3 --tasks 16   # two rows, A/B
 //! cargo bench --bench throughput -- --recorder   # with a Prometheus recorder installed
 //! REDPLUG_BENCH_STRICT=1 cargo bench --bench throughput   # exit 1 when a target is missed
 //! ```
@@ -241,7 +242,8 @@ pub struct Settings {
     pub secs: f64,
     /// `--group NAME`: run only this group.
     pub group: Option<String>,
-    /// `--row TAG`: run only this row (1, 2, 3, 3n, f, 4, 5, c, cr, cf), e.g. under a profiler.
+    /// `--row TAGS`: run only these rows, comma-separated (1, 2, 3, 3n, f, 4, 5, c, cr, cf):
+    /// one under a profiler, or two interleaved in one process to compare them.
     pub row: Option<String>,
     /// `--tasks N`: run only this concurrency.
     pub tasks: Option<usize>,
@@ -292,6 +294,22 @@ impl Settings {
                 names.join(", ")
             ));
         }
+        if let Some(tags) = &row {
+            let known: Vec<&str> = Group::ALL
+                .iter()
+                .flat_map(|group| group.rows())
+                .map(|row| row.tag())
+                .collect();
+            if let Some(unknown) = tags.split(',').find(|tag| !known.contains(&tag.trim())) {
+                let mut known = known;
+                known.sort_unstable();
+                known.dedup();
+                return Err(format!(
+                    "no row {unknown:?} in --row {tags}; the rows are {}",
+                    known.join(", ")
+                ));
+            }
+        }
         Ok(Self {
             rounds: rounds.max(1),
             secs: secs.max(0.05),
@@ -307,7 +325,10 @@ impl Settings {
             .as_deref()
             .is_none_or(|only| only == group.name())
             && self.tasks.is_none_or(|only| only == tasks)
-            && self.row.as_deref().is_none_or(|only| only == row.tag())
+            && self
+                .row
+                .as_deref()
+                .is_none_or(|only| only.split(',').any(|tag| tag.trim() == row.tag()))
     }
 
     fn runs_target(&self, target: Target) -> bool {
