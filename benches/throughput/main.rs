@@ -229,6 +229,10 @@ pub struct Sample {
     pub p50_us: f64,
     pub p99_us: f64,
     pub cpu_us_per_op: f64,
+    /// Context switches of this process (or of redis-benchmark) per call, voluntary (a thread
+    /// went to sleep) and involuntary (it was preempted): how often the client's threads
+    /// stopped, which on a machine whose cores the server shares decides more than the CPU.
+    pub switches_per_op: f64,
     /// Commands the server ran per call, every kind counted (deadpool's checkout adds two).
     pub server_cmds_per_op: f64,
     /// Commands the server ran per read from its clients: how well commands are batched.
@@ -780,7 +784,7 @@ async fn measure_tasks(
         }));
     }
     start.wait().await;
-    let cpu_before = cpu_time(libc::RUSAGE_SELF);
+    let usage_before = Usage::of(libc::RUSAGE_SELF);
     let began = Instant::now();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
@@ -792,7 +796,7 @@ async fn measure_tasks(
         }
     }
     let elapsed = began.elapsed();
-    let cpu = cpu_time(libc::RUSAGE_SELF) - cpu_before;
+    let usage = Usage::of(libc::RUSAGE_SELF).since(&usage_before);
     let after_stats = server_stats(admins).await;
     let (server_cmds, reads) = stats_delta(&before_stats, &after_stats, admins.len());
 
@@ -802,7 +806,8 @@ async fn measure_tasks(
         ops_per_sec: ops / elapsed.as_secs_f64(),
         p50_us: percentile(&latencies, 0.50) / 1e3,
         p99_us: percentile(&latencies, 0.99) / 1e3,
-        cpu_us_per_op: cpu.as_secs_f64() * 1e6 / ops,
+        cpu_us_per_op: usage.cpu.as_secs_f64() * 1e6 / ops,
+        switches_per_op: usage.switches as f64 / ops,
         server_cmds_per_op: server_cmds as f64 / ops.max(1.0),
         cmds_per_read: server_cmds as f64 / reads.max(1) as f64,
     }
@@ -816,7 +821,7 @@ async fn measure_redis_benchmark(
     requests: u64,
 ) -> Result<Sample, String> {
     let before_stats = server_stats(&mut endpoint.admins).await;
-    let cpu_before = cpu_time(libc::RUSAGE_CHILDREN);
+    let usage_before = Usage::of(libc::RUSAGE_CHILDREN);
     let mut command = Command::new("redis-benchmark");
     command
         .args(["-h", &endpoint.host, "-p"])
@@ -830,7 +835,7 @@ async fn measure_redis_benchmark(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot run redis-benchmark: {e}"))?;
-    let cpu = cpu_time(libc::RUSAGE_CHILDREN) - cpu_before;
+    let usage = Usage::of(libc::RUSAGE_CHILDREN).since(&usage_before);
     let after_stats = server_stats(&mut endpoint.admins).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -860,23 +865,43 @@ async fn measure_redis_benchmark(
         ops_per_sec: rps,
         p50_us: p50_ms * 1e3,
         p99_us: p99_ms * 1e3,
-        cpu_us_per_op: cpu.as_secs_f64() * 1e6 / requests as f64,
+        cpu_us_per_op: usage.cpu.as_secs_f64() * 1e6 / requests as f64,
+        switches_per_op: usage.switches as f64 / requests as f64,
         server_cmds_per_op: server_cmds as f64 / requests as f64,
         cmds_per_read: server_cmds as f64 / reads.max(1) as f64,
     })
 }
 
-/// User plus system CPU time of this process (`RUSAGE_SELF`) or of its waited-for children
-/// (`RUSAGE_CHILDREN`).
-fn cpu_time(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(who, &mut usage), 0, "getrusage failed");
-        usage
-    };
-    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+/// What this process (`RUSAGE_SELF`) or its waited-for children (`RUSAGE_CHILDREN`) used so
+/// far.
+struct Usage {
+    /// User plus system CPU time.
+    cpu: Duration,
+    /// Voluntary plus involuntary context switches.
+    switches: u64,
+}
+
+impl Usage {
+    fn of(who: libc::c_int) -> Self {
+        // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(who, &mut usage), 0, "getrusage failed");
+            usage
+        };
+        let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Self {
+            cpu: Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime)),
+            switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+        }
+    }
+
+    fn since(&self, before: &Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
 }
 
 /// The servers' counters the tables need, summed over a target's nodes.

@@ -93,7 +93,10 @@ pub fn print(samples: &Samples, settings: &Settings, veth_missing: bool) -> bool
         "cpu us/op: user+sys CPU of this process (or of redis-benchmark for row 5) per call; the \
          server's CPU is not included. srv cmds/op: every cmdstat_* call over calls made.\n\
          cmds/srv read: commands over the server's socket reads (total_reads_processed), i.e. \
-         how many commands arrive per read: the batching that saves the shared cores' CPU."
+         how many commands arrive per read: the batching that saves the shared cores' CPU.\n\
+         switches/op: context switches of this process (or of redis-benchmark) per call, \
+         threads going to sleep and being preempted: on cores the server shares, often what \
+         decides a row."
     );
     markdown(&view);
     targets(&view, veth_missing)
@@ -123,12 +126,12 @@ fn table(view: &View<'_>, group: Group) {
         header += &format!(" {:>7}", "x(5)");
     }
     header += &format!(
-        " {:>7} {:>8} {:>9} {:>9}",
-        "x best", "cpu us", "srv cmds", "cmds/srv"
+        " {:>7} {:>8} {:>9} {:>9} {:>9}",
+        "x best", "cpu us", "srv cmds", "cmds/srv", "switches"
     );
     println!("{header}");
-    let pad = " ".repeat(header.len().saturating_sub(29));
-    println!("{pad}{:>8} {:>9} {:>9}", "/op", "/op", "read");
+    let pad = " ".repeat(header.len().saturating_sub(39));
+    println!("{pad}{:>8} {:>9} {:>9} {:>9}", "/op", "/op", "read", "/op");
     for &tasks in group.concurrency() {
         for &row in group.rows() {
             if view.of(group, tasks, row).is_empty() {
@@ -152,11 +155,12 @@ fn table(view: &View<'_>, group: Group) {
                 );
             }
             line += &format!(
-                " {:>7.2} {:>8.2} {:>9.2} {:>9.2}",
+                " {:>7.2} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
                 view.ratio(group, tasks, row, peers),
                 view.median(group, tasks, row, |s| s.cpu_us_per_op),
                 view.median(group, tasks, row, |s| s.server_cmds_per_op),
                 view.median(group, tasks, row, |s| s.cmds_per_read),
+                view.median(group, tasks, row, |s| s.switches_per_op),
             );
             println!("{line}");
         }
