@@ -299,15 +299,14 @@ impl Settings {
             ));
         }
         if let Some(tags) = &row {
-            let known: Vec<&str> = Group::ALL
+            let mut known: Vec<&str> = Group::ALL
                 .iter()
                 .flat_map(|group| group.rows())
                 .map(|row| row.tag())
                 .collect();
+            known.sort_unstable();
+            known.dedup();
             if let Some(unknown) = tags.split(',').find(|tag| !known.contains(&tag.trim())) {
-                let mut known = known;
-                known.sort_unstable();
-                known.dedup();
                 return Err(format!(
                     "no row {unknown:?} in --row {tags}; the rows are {}",
                     known.join(", ")
