@@ -180,7 +180,19 @@ fn markdown(view: &View<'_>) {
     ];
     println!();
     println!("-- markdown, loopback | veth; x best = against the peer with the highest median --");
+    let measured = |group: Group| {
+        group.concurrency().iter().any(|&tasks| {
+            group
+                .rows()
+                .iter()
+                .any(|&row| !view.of(group, tasks, row).is_empty())
+        })
+    };
     for (loopback, veth) in pairs {
+        // A run of some groups only (`--group`) prints only their tables.
+        if !measured(loopback) && !measured(veth) {
+            continue;
+        }
         println!();
         println!("{} | veth", loopback.title());
         println!();
@@ -216,6 +228,9 @@ fn markdown(view: &View<'_>) {
         }
     }
     let cluster = Group::Incr(Target::Cluster);
+    if !measured(cluster) {
+        return;
+    }
     println!();
     println!("{}", cluster.title());
     println!();
