@@ -23,6 +23,16 @@ impl View<'_> {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Whether any row of `group` ran at any concurrency.
+    fn measured(&self, group: Group) -> bool {
+        group.concurrency().iter().any(|&tasks| {
+            group
+                .rows()
+                .iter()
+                .any(|&row| !self.of(group, tasks, row).is_empty())
+        })
+    }
+
     fn median(&self, group: Group, tasks: usize, row: Row, field: fn(&Sample) -> f64) -> f64 {
         median(self.of(group, tasks, row).iter().map(field).collect())
     }
@@ -103,13 +113,7 @@ pub fn print(samples: &Samples, settings: &Settings, veth_missing: bool) -> bool
 }
 
 fn table(view: &View<'_>, group: Group) {
-    let measured = group.concurrency().iter().any(|&tasks| {
-        group
-            .rows()
-            .iter()
-            .any(|&row| !view.of(group, tasks, row).is_empty())
-    });
-    if !measured {
+    if !view.measured(group) {
         return;
     }
     let peers = group.peers();
@@ -180,17 +184,9 @@ fn markdown(view: &View<'_>) {
     ];
     println!();
     println!("-- markdown, loopback | veth; x best = against the peer with the highest median --");
-    let measured = |group: Group| {
-        group.concurrency().iter().any(|&tasks| {
-            group
-                .rows()
-                .iter()
-                .any(|&row| !view.of(group, tasks, row).is_empty())
-        })
-    };
     for (loopback, veth) in pairs {
         // A run of some groups only (`--group`) prints only their tables.
-        if !measured(loopback) && !measured(veth) {
+        if !view.measured(loopback) && !view.measured(veth) {
             continue;
         }
         println!();
@@ -228,7 +224,7 @@ fn markdown(view: &View<'_>) {
         }
     }
     let cluster = Group::Incr(Target::Cluster);
-    if !measured(cluster) {
+    if !view.measured(cluster) {
         return;
     }
     println!();
