@@ -21,12 +21,11 @@
 //!    not fit in one segment therefore goes out with `TCP_NODELAY` set, and the next small
 //!    batch clears it again; setting it flushes whatever the kernel holds.
 //!
-//! Across a network, batching happens in user space instead: the connection's driver lets the
-//! tasks a read answered queue their next commands before it writes again (see
-//! [`super::wire`]), and a busy pool spreads its commands over several connections
-//! (`pool::lane`), so that the server works through one batch while the client gathers the
-//! next. To this host, nothing waits in user space and one connection carries a pool's
-//! commands (`benches/NOTES.md` has what both measured there).
+//! On top of either rule the connection's driver batches in user space: it lets the tasks a
+//! read answered queue their next commands before it writes again (see [`super::wire`]), and
+//! a busy pool spreads its commands over several connections (`pool::lane`), so that the
+//! server works through one batch while the client gathers the next (`benches/NOTES.md` has
+//! what both measured, to this host and across a network).
 //!
 //! Connections are set up (TLS, `HELLO`, `AUTH`) with `TCP_NODELAY`, since a handshake's
 //! flights are not answered until they are complete; rule 1 starts when [`Coalescing`] takes
@@ -264,12 +263,6 @@ impl<S: Transport> Coalescing<S> {
         }
     }
 
-    /// Whether small writes go through Nagle's algorithm, which batches them in the kernel
-    /// (rule 1); otherwise every write is a segment of its own.
-    pub(crate) fn batches_in_kernel(&self) -> bool {
-        self.nagle
-    }
-
     /// Turns Nagle's algorithm off for a batch of `len` bytes that spans segments, and back on
     /// for a small one (rule 2). Only the first write of a batch decides.
     fn choose_push(&mut self, len: usize) -> io::Result<()> {
@@ -391,8 +384,7 @@ pub(crate) mod tests {
     /// does not change any other test's connections.
     static REMOTE_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
-    /// Makes connections to `port` on this host run as to another host: `TCP_NODELAY`, and
-    /// the driver gathering commands itself.
+    /// Makes connections to `port` on this host run as to another host: with `TCP_NODELAY`.
     pub(crate) fn see_as_remote(port: u16) {
         REMOTE_PORTS
             .lock()

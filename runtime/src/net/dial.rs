@@ -358,8 +358,7 @@ impl Connector {
         // No per-command timeout: the shared lane's commands have the stream's reply deadline,
         // blocking commands on an exclusive connection wait as long as they must.
         let stream = Coalescing::new(stream, backlog, self.reply_timeout);
-        let gather = !stream.batches_in_kernel();
-        let (wire, driver) = Wire::new(stream, info.db(), gather);
+        let (wire, driver) = Wire::new(stream, info.db());
         Ok((wire, Box::pin(driver)))
     }
 

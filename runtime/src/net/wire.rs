@@ -11,15 +11,14 @@
 //! along, so commands that arrive while a batch is being written leave together in the next
 //! write, and a lone command is never held back.
 //!
-//! On a connection that runs with `TCP_NODELAY` (a server on another host, see
-//! [`super::coalesce`]) every write is a segment of its own, which costs both ends a wake-up
-//! and the network stack's work. There the driver also **gathers after replies**: when one read
-//! answered two requests or more, the tasks it woke are about to send their next commands, so
-//! before taking the next batch the driver lets them run once (one scheduler turn, not a timer),
-//! and their commands leave in one segment. A read that answered one request wakes one task,
-//! which has nobody to wait for, so a lone command still leaves at once. To a server on this
-//! host, Nagle's algorithm batches in the kernel and waiting measured slower there
-//! (`benches/NOTES.md` has the numbers).
+//! The driver also **gathers after replies**: when one read answered two requests or more, the
+//! tasks it woke are about to send their next commands, so before taking the next batch the
+//! driver lets them run once (one scheduler turn, not a timer), and their commands leave in one
+//! write. A read that answered one request wakes one task, which has nobody to wait for, so a
+//! lone command still leaves at once. With `TCP_NODELAY` (a server on another host, see
+//! [`super::coalesce`]) this saves a segment per command; to a server on this host, where
+//! Nagle's algorithm already batches in the kernel, it saves the client's workers from parking
+//! and being woken for every command (`benches/NOTES.md` has the numbers for both).
 //!
 //! redis-rs still opens the connection (`HELLO`/`AUTH`, `SELECT`), so setup and its errors are
 //! exactly redis-rs'; [`Handoff`] then gives the socket back for this module to drive.
@@ -56,7 +55,6 @@ const TURNS_PER_POLL: usize = 32;
 pub(crate) struct Wire {
     shared: Arc<Shared>,
     db: i64,
-    gather: bool,
 }
 
 struct Shared {
@@ -131,13 +129,8 @@ fn closed() -> RedisError {
 
 impl Wire {
     /// A connection over `stream`, which must be set up already, and the future that drives
-    /// it; the connection ends when the future does or is dropped. `gather`: the driver lets the
-    /// tasks a read answered run before it writes again (see the module documentation).
-    pub(crate) fn new<S>(
-        stream: S,
-        db: i64,
-        gather: bool,
-    ) -> (Self, impl Future<Output = ()> + Send + 'static)
+    /// it; the connection ends when the future does or is dropped.
+    pub(crate) fn new<S>(stream: S, db: i64) -> (Self, impl Future<Output = ()> + Send + 'static)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -151,7 +144,6 @@ impl Wire {
             out: Vec::new(),
             written: 0,
             flushing: false,
-            gather,
             answered: 0,
             waited: false,
             input: vec![0; READ_CHUNK],
@@ -160,7 +152,7 @@ impl Wire {
             replies: Vec::new(),
             done: Vec::new(),
         };
-        (Self { shared, db, gather }, driver)
+        (Self { shared, db }, driver)
     }
 
     /// Sends one command and waits for its reply. A server error is a `Value::ServerError`
@@ -208,12 +200,6 @@ impl Wire {
             Value::Array(values) => Ok(values),
             value => Ok(vec![value]),
         }
-    }
-
-    /// Whether the driver gathers commands after replies: the connection runs with
-    /// `TCP_NODELAY`, so batching is ours rather than the kernel's.
-    pub(crate) fn gathers(&self) -> bool {
-        self.gather
     }
 
     /// The database this connection selected.
@@ -298,8 +284,6 @@ struct Driver<S> {
     written: usize,
     /// The batch is written and the stream is being flushed.
     flushing: bool,
-    /// Lets the tasks a read answered queue their next commands before the next write.
-    gather: bool,
     /// Requests answered since the last batch was taken.
     answered: usize,
     /// The driver already let other tasks run once for the batch it is about to take.
@@ -371,7 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 if state.queued.is_empty() {
                     return Ok(progress);
                 }
-                if self.gather && self.answered >= 2 && !self.waited {
+                if self.answered >= 2 && !self.waited {
                     // Back of the run queue: the tasks just answered run first.
                     self.waited = true;
                     drop(state);
@@ -626,7 +610,7 @@ mod tests {
     /// A connection whose server side the test plays, byte by byte if it likes.
     fn connected() -> (Wire, DuplexStream) {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let (wire, driver) = Wire::new(client, 0, true);
+        let (wire, driver) = Wire::new(client, 0);
         tokio::spawn(driver);
         (wire, server)
     }
@@ -779,7 +763,7 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_driver_fails_the_requests_it_left() {
         let (client, mut server) = tokio::io::duplex(1024);
-        let (wire, driver) = Wire::new(client, 0, false);
+        let (wire, driver) = Wire::new(client, 0);
         let driver = tokio::spawn(driver);
         let a = incr("a");
         let sent = tokio::spawn({

@@ -1,16 +1,14 @@
 //! The shared lanes: the connections of a pool that plain commands share, opened on first use,
 //! replaced when they break, and retired by maintenance when they are too old or idle.
 //!
-//! To a server across a network (connections with `TCP_NODELAY`, whose driver gathers commands
-//! itself, see [`crate::net::wire`]), commands go to the first lane while it has fewer than
-//! [`SPILL_AT`] commands waiting for a reply. Past that, they **spill** over to the next lane,
-//! which is opened then, and once every lane is that busy, to the least busy one. A pool that
-//! runs one command at a time therefore keeps a single connection; a busy pool spreads its
-//! commands over up to [`MAX_LANES`] connections, each with its own driver. The gain is
-//! overlap: while the server works through one lane's batch, the client gathers the next on
-//! another, where one connection makes the two sides take turns. To a server on this host,
-//! Nagle's algorithm batches one connection's commands better than several connections do, so
-//! there the first lane carries everything (`benches/NOTES.md` has both measurements).
+//! Commands go to the first lane while it has fewer than [`SPILL_AT`] commands waiting for a
+//! reply. Past that, they **spill** over to the next lane, which is opened then, and once every
+//! lane is that busy, to the least busy one. A pool that runs one command at a time therefore
+//! keeps a single connection; a busy pool spreads its commands over up to [`MAX_LANES`]
+//! connections, each with its own driver, which gathers its tasks' commands itself (see
+//! [`crate::net::wire`]). The gain is overlap: while the server works through one lane's
+//! batch, the client gathers the next on another, where one connection makes the two sides
+//! take turns (`benches/NOTES.md` has the measurements, across a network and to this host).
 //!
 //! Commands awaited one after another keep their order on any lane; commands that run
 //! concurrently are not ordered relative to each other, and on different lanes may run in
@@ -204,7 +202,7 @@ impl PoolEngine {
         let Some(first) = self.live_lane(0) else {
             return Pick::OpenFirst;
         };
-        if self.lanes.slots.len() == 1 || !first.link.conn.gathers() {
+        if self.lanes.slots.len() == 1 {
             return Pick::Use(first);
         }
         let mut waiting = first.link.backlog().unanswered();
@@ -480,11 +478,10 @@ mod tests {
         redis::from_redis_value(value).expect("a number")
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn across_a_network_busy_pools_spill_over_to_more_lanes_and_lose_nothing() {
-        let server = RedisServer::start();
-        see_as_remote(server.port());
-        let engine = engine(&server, 10);
+    /// A pool to `server` keeps one lane for one command at a time and spills over to more
+    /// when busy, every command answered once.
+    async fn busy_pools_spill_over_and_lose_nothing(server: &RedisServer) {
+        let engine = engine(server, 10);
 
         assert_eq!(incr_from(&engine, 1, 200).await, 200);
         assert_eq!(
@@ -508,15 +505,16 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn to_this_host_one_lane_carries_everything() {
+    async fn across_a_network_busy_pools_spill_over_to_more_lanes_and_lose_nothing() {
         let server = RedisServer::start();
-        let engine = engine(&server, 10);
-        assert_eq!(incr_from(&engine, 64, 200).await, 64 * 200);
-        assert_eq!(
-            engine.lanes.open(),
-            1,
-            "Nagle's algorithm batches one lane best here"
-        );
+        see_as_remote(server.port());
+        busy_pools_spill_over_and_lose_nothing(&server).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_this_host_busy_pools_spill_over_too() {
+        let server = RedisServer::start();
+        busy_pools_spill_over_and_lose_nothing(&server).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
