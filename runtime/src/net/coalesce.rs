@@ -9,8 +9,7 @@
 //!    segment is unacknowledged the kernel queues further small writes and sends them
 //!    together once the acknowledgement is in. The server's reply carries that
 //!    acknowledgement, so the queued commands leave from inside the server's own `write`,
-//!    without waking us at all: at 16 concurrent tasks on two cores this beats any batching we
-//!    could do in user space. Holding a command costs it nothing here, because on a shared
+//!    without waking us at all. Holding a command costs it nothing here, because on a shared
 //!    connection its reply comes after the earlier replies anyway, and the acknowledgement
 //!    that releases it crosses no wire. To a server across a network the acknowledgement is a
 //!    round trip away, so every held command would pay up to one more round trip: there,
