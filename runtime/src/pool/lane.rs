@@ -520,7 +520,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn small_pools_keep_one_lane() {
         let server = RedisServer::start();
-        see_as_remote(server.port());
         let engine = engine(&server, 3);
         assert_eq!(incr_from(&engine, 64, 100).await, 64 * 100);
         assert_eq!(
@@ -535,7 +534,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_pool_keeps_commands_on_the_open_lane_without_waiting() {
         let server = RedisServer::start();
-        see_as_remote(server.port());
         let engine = engine(&server, 4);
         assert_eq!(incr_from(&engine, 1, 1).await, 1);
         let held = [
